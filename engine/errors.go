@@ -1,0 +1,170 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// Sentinel errors. Every error the engine returns for one of these cases
+// wraps the sentinel, so callers can test with errors.Is and read the details
+// with errors.As on the typed errors below.
+var (
+	// ErrUnmanaged: the DB has user tables and no shoal history.
+	ErrUnmanaged = errors.New("database is not managed by shoal")
+	// ErrAhead: the DB's history records a version with no migration file.
+	ErrAhead = errors.New("database is ahead of the migrations")
+	// ErrChanged: an applied migration's file no longer matches its checksum.
+	ErrChanged = errors.New("applied migration changed")
+	// ErrOutOfOrder: a pending migration is older than the newest applied one.
+	ErrOutOfOrder = errors.New("pending migration is out of order")
+	// ErrCorrupt: the file is not a SQLite database or fails quick_check.
+	ErrCorrupt = errors.New("database is corrupt or not a SQLite database")
+	// ErrNotFound: the DB file does not exist and the caller said it must.
+	ErrNotFound = errors.New("database file does not exist")
+	// ErrInvalidDir: the migrations directory is invalid.
+	ErrInvalidDir = errors.New("invalid migrations directory")
+	// ErrMigration: a migration step failed; the DB is as before its segment.
+	ErrMigration = errors.New("migration failed")
+	// ErrLocked: the write lock could not be taken within the busy timeout.
+	ErrLocked = errors.New("database is locked by another migrator")
+	// ErrNoDown: a step on the way down has no down part.
+	ErrNoDown = errors.New("migration has no down part")
+	// ErrForeignKey: the run introduced foreign-key violations.
+	ErrForeignKey = errors.New("foreign key violations")
+)
+
+// Outcomes as reported in results (contract: `outcome`).
+const (
+	OutcomeMigrated   = "migrated"
+	OutcomeCurrent    = "current"
+	OutcomeFailed     = "failed"
+	OutcomeUnmanaged  = "unmanaged"
+	OutcomeAhead      = "ahead"
+	OutcomeChanged    = "changed"
+	OutcomeOutOfOrder = "out_of_order"
+	OutcomeCorrupt    = "corrupt"
+)
+
+// Outcome maps an engine error to the outcome reported in results: nil is
+// "current" (the caller says "migrated" when something was applied), a
+// refusal its own name, anything else "failed".
+func Outcome(err error) string {
+	switch {
+	case err == nil:
+		return OutcomeCurrent
+	case errors.Is(err, ErrUnmanaged):
+		return OutcomeUnmanaged
+	case errors.Is(err, ErrAhead):
+		return OutcomeAhead
+	case errors.Is(err, ErrChanged):
+		return OutcomeChanged
+	case errors.Is(err, ErrOutOfOrder):
+		return OutcomeOutOfOrder
+	case errors.Is(err, ErrCorrupt):
+		return OutcomeCorrupt
+	}
+	return OutcomeFailed
+}
+
+// IsRefusal reports whether err is a refusal: the DB was left untouched and
+// retrying without an operator's action cannot succeed.
+func IsRefusal(err error) bool {
+	switch Outcome(err) {
+	case OutcomeUnmanaged, OutcomeAhead, OutcomeChanged, OutcomeOutOfOrder, OutcomeCorrupt:
+		return true
+	}
+	return false
+}
+
+// DirError is a problem with the migrations directory.
+type DirError struct {
+	Dir    string // directory as given
+	File   string // offending file, if any
+	Other  string // second file, for duplicates
+	Reason string
+}
+
+func (e *DirError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "migrations directory %s", e.Dir)
+	if e.File != "" {
+		fmt.Fprintf(&b, ": %s", e.File)
+	}
+	if e.Other != "" {
+		fmt.Fprintf(&b, " and %s", e.Other)
+	}
+	fmt.Fprintf(&b, ": %s", e.Reason)
+	return b.String()
+}
+
+func (e *DirError) Unwrap() error { return ErrInvalidDir }
+
+// DBError is a refusal or a problem with one database file, saying which file
+// and what to do.
+type DBError struct {
+	Path   string
+	Kind   error  // one of the sentinels
+	Detail string // what was found
+	Hint   string // what to do
+	Err    error  // underlying cause (SQLite's message), may be nil
+}
+
+func (e *DBError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s: %v", e.Path, e.Kind)
+	if e.Detail != "" {
+		fmt.Fprintf(&b, ": %s", e.Detail)
+	}
+	if e.Err != nil {
+		fmt.Fprintf(&b, ": %v", e.Err)
+	}
+	if e.Hint != "" {
+		fmt.Fprintf(&b, " (%s)", e.Hint)
+	}
+	return b.String()
+}
+
+func (e *DBError) Unwrap() []error {
+	if e.Err != nil {
+		return []error{e.Kind, e.Err}
+	}
+	return []error{e.Kind}
+}
+
+// MigrationError says which migration failed, where, and what SQLite said.
+// The DB is left exactly as before the failed segment.
+type MigrationError struct {
+	Path    string
+	Version int64
+	File    string
+	// Statement is the 1-based statement number in the section, Line the
+	// line it starts on; both 0 when not about one statement.
+	Statement int
+	Line      int
+	SQL       string
+	Down      bool
+	// Output is a script's captured stdout and stderr.
+	Output string
+	Err    error
+}
+
+func (e *MigrationError) Error() string {
+	var b strings.Builder
+	dir := "up"
+	if e.Down {
+		dir = "down"
+	}
+	fmt.Fprintf(&b, "%s: migration %s (%s) failed", e.Path, e.File, dir)
+	if e.Statement > 0 {
+		fmt.Fprintf(&b, " at statement %d (line %d)", e.Statement, e.Line)
+	}
+	fmt.Fprintf(&b, ": %v", e.Err)
+	if out := strings.TrimSpace(e.Output); out != "" {
+		fmt.Fprintf(&b, "\n--- output ---\n%s", out)
+	}
+	b.WriteString("; the database was left as before this step: fix the migration and run again")
+	return b.String()
+}
+
+func (e *MigrationError) Unwrap() []error { return []error{ErrMigration, e.Err} }

@@ -1,0 +1,79 @@
+package engine
+
+import (
+	"os"
+	"syscall"
+)
+
+// fingerprint identifies one state of a DB file on disk: the file and its
+// WAL, by inode, size, and modification and change times in nanoseconds. A
+// file deleted, recreated, replaced, written or checkpointed gets another
+// fingerprint. In WAL mode commits land in the -wal file and the main file's
+// header and mtime stay stale until a checkpoint, so the WAL is part of it.
+type fingerprint struct {
+	db, wal fileID
+}
+
+type fileID struct {
+	dev, ino     uint64
+	size         int64
+	mtime, ctime int64
+}
+
+// statID stats one file; a missing file is the zero fileID.
+func statID(path string) (fileID, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		if os.IsNotExist(err) {
+			return fileID{}, nil
+		}
+		return fileID{}, err
+	}
+	id := fileID{size: fi.Size(), mtime: fi.ModTime().UnixNano()}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		id.dev, id.ino = uint64(st.Dev), st.Ino
+		id.ctime = st.Ctim.Sec*1e9 + st.Ctim.Nsec
+	}
+	return id, nil
+}
+
+// takeFingerprint stats path and its -wal.
+func takeFingerprint(path string) (fingerprint, bool) {
+	db, err := statID(path)
+	if err != nil || db.ino == 0 {
+		return fingerprint{}, false
+	}
+	wal, err := statID(path + "-wal")
+	if err != nil {
+		return fingerprint{}, false
+	}
+	return fingerprint{db: db, wal: wal}, true
+}
+
+// cachedAtHead reports whether this handle verified path at head and the
+// file has not changed since: about one stat() of the DB and one of its WAL.
+func (e *Engine) cachedAtHead(path string) bool {
+	e.mu.Lock()
+	fp, ok := e.cache[path]
+	e.mu.Unlock()
+	if !ok {
+		return false
+	}
+	now, ok := takeFingerprint(path)
+	return ok && now == fp
+}
+
+// rememberAtHead records that path, as fingerprinted before it was read,
+// was verified at head.
+func (e *Engine) rememberAtHead(path string, fp fingerprint) {
+	e.mu.Lock()
+	e.cache[path] = fp
+	e.mu.Unlock()
+}
+
+// forget drops path from the cache (it was changed through this handle).
+func (e *Engine) forget(path string) {
+	e.mu.Lock()
+	delete(e.cache, path)
+	e.mu.Unlock()
+}

@@ -1,0 +1,56 @@
+package engine
+
+import (
+	"context"
+)
+
+// Version reads the DB's shoal version cheaply, without the write lock and
+// without creating the file: 0 for a missing or empty file. Through this
+// handle a DB verified at head costs about one stat(); a DB whose header
+// carries shoal's mark costs an open and two header pragmas; others have
+// their history read (an empty migration set: head 0). It returns ErrUnmanaged and ErrCorrupt like Migrate,
+// but does not run quick_check or compare checksums (Status does).
+func (e *Engine) Version(ctx context.Context, path string) (int64, error) {
+	if e.cachedAtHead(path) {
+		return e.head, nil
+	}
+	fp, fpOK := takeFingerprint(path)
+	exists, err := checkFile(path)
+	if err != nil || !exists {
+		return 0, err
+	}
+	db, err := openDB(path, e.opts.BusyTimeout, true)
+	if err != nil {
+		return 0, err
+	}
+	defer db.Close()
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return 0, sqliteError(path, err)
+	}
+	defer conn.Close()
+	appID, err := pragmaInt(ctx, conn, "application_id")
+	if err != nil {
+		return 0, sqliteError(path, err)
+	}
+	if appID == shoalAppID {
+		uv, err := pragmaInt(ctx, conn, "user_version")
+		if err != nil {
+			return 0, sqliteError(path, err)
+		}
+		if uv == e.headHash {
+			if fpOK {
+				e.rememberAtHead(path, fp)
+			}
+			return e.head, nil
+		}
+	}
+	st, err := readState(ctx, path, conn)
+	if err != nil {
+		return 0, err
+	}
+	if !st.managed && st.userObjects > 0 {
+		return 0, &DBError{Path: path, Kind: ErrUnmanaged, Hint: "adopt it with `shoal enroll --db " + path + "`"}
+	}
+	return st.version, nil
+}

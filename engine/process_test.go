@@ -1,0 +1,219 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"strconv"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestMain lets tests re-run this binary as a separate migrator process.
+func TestMain(m *testing.M) {
+	if os.Getenv("SHOAL_TEST_HELPER") == "migrate" {
+		os.Exit(helperMigrate())
+	}
+	os.Exit(m.Run())
+}
+
+// helperMigrate migrates SHOAL_TEST_DB with the migration set named by
+// SHOAL_TEST_SET.
+func helperMigrate() int {
+	var files map[string]string
+	switch os.Getenv("SHOAL_TEST_SET") {
+	case "race":
+		files = raceMigrations(8)
+	case "long":
+		files = longMigrations()
+	}
+	e, err := New(Options{Dir: dir(files), DirName: "test", BusyTimeout: 60 * time.Second})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 3
+	}
+	_, err = e.Migrate(context.Background(), os.Getenv("SHOAL_TEST_DB"), MigrateOptions{PerMigration: os.Getenv("SHOAL_TEST_PER") == "1"})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return 0
+}
+
+func helperCmd(set, db string, per bool) *exec.Cmd {
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "SHOAL_TEST_HELPER=migrate", "SHOAL_TEST_SET="+set, "SHOAL_TEST_DB="+db)
+	if per {
+		cmd.Env = append(cmd.Env, "SHOAL_TEST_PER=1")
+	}
+	return cmd
+}
+
+// Sixteen processes racing on one fresh file: each migration exactly once,
+// every process exits 0.
+func TestProcessesRaceOnOneFile(t *testing.T) {
+	p := tempDB(t)
+	var wg sync.WaitGroup
+	outs := make([][]byte, 16)
+	errs := make([]error, 16)
+	for i := range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			outs[i], errs[i] = helperCmd("race", p, i%2 == 0).CombinedOutput()
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("process %d: %v\n%s", i, err, outs[i])
+		}
+	}
+	checkRaceRows(t, p, 8)
+}
+
+// longMigrations: a table per version filled with rows, and a Python script
+// step in the middle, so that a kill lands inside statements, between
+// migrations and inside a step protected by a snapshot.
+func longMigrations() map[string]string {
+	files := map[string]string{}
+	for v := 1; v <= 12; v++ {
+		name := fmt.Sprintf("%04d_t%d.sql", v, v)
+		files[name] = fmt.Sprintf(`CREATE TABLE t%d (i INTEGER PRIMARY KEY, s TEXT);
+WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 5000)
+INSERT INTO t%d SELECT i, printf('%%08d-%%s', i, hex(randomblob(16))) FROM c;`, v, v)
+	}
+	files["0007_t7.py"] = `import sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+db.execute("CREATE TABLE t7 (i INTEGER PRIMARY KEY, s TEXT)")
+for i in range(1, 5001):
+    db.execute("INSERT INTO t7 VALUES (?, ?)", (i, "x" * 40))
+    if i % 500 == 0:
+        db.commit()
+db.commit()
+`
+	delete(files, "0007_t7.sql")
+	return files
+}
+
+func trials(t *testing.T, def int) int {
+	if s := os.Getenv("SHOAL_DRILL_TRIALS"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 {
+			t.Fatalf("SHOAL_DRILL_TRIALS=%q", s)
+		}
+		return n
+	}
+	return def
+}
+
+// kill -9 of a migrator at random moments of a long run: the DB passes
+// integrity_check, its schema is exactly one version boundary matching its
+// history, and the next run reaches head. SHOAL_DRILL_TRIALS sets the count
+// (default 10 in CI; 50+ nightly).
+func TestKillNineMidMigration(t *testing.T) {
+	if _, err := exec.LookPath("python3"); err != nil {
+		t.Fatal("python3 is needed for the script step of this drill")
+	}
+	n := trials(t, 10)
+	// Measure one uninterrupted run to spread the kill moments over it.
+	p0 := tempDB(t)
+	start := time.Now()
+	if out, err := helperCmd("long", p0, false).CombinedOutput(); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	full := time.Since(start)
+	boundaries := map[int]bool{}
+	for trial := range n {
+		p := tempDB(t)
+		per := trial%2 == 1
+		cmd := helperCmd("long", p, per)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		delay := time.Duration(rand.Int64N(int64(full)))
+		time.Sleep(delay) // the random kill moment is the point of this test
+		cmd.Process.Signal(syscall.SIGKILL)
+		cmd.Wait()
+		// A kill inside the script step leaves it half-done with its marker
+		// set; the next run on the DB undoes it before anything else, even a
+		// run with nothing to apply.
+		if vh := appliedVersion(t, p); vh > 0 {
+			if _, err := newEngine(t, longMigrations()).Migrate(ctx(t), p, MigrateOptions{To: vh}); err != nil {
+				t.Fatalf("trial %d: recovery run: %v", trial, err)
+			}
+		}
+		v := checkBoundary(t, p)
+		boundaries[v] = true
+		if _, err := newEngine(t, longMigrations()).Migrate(ctx(t), p, MigrateOptions{}); err != nil {
+			t.Fatalf("trial %d (killed after %s at version %d): next run failed: %v", trial, delay, v, err)
+		}
+		if got := checkBoundary(t, p); got != 12 {
+			t.Fatalf("trial %d: next run ended at %d", trial, got)
+		}
+		for _, side := range []string{snapshotSuffix, "-journal"} {
+			if _, err := os.Stat(p + side); err == nil {
+				t.Fatalf("trial %d: %s left behind after recovery", trial, side)
+			}
+		}
+	}
+	t.Logf("%d trials over a %s run; versions seen at the kill: %v", n, full, boundaries)
+}
+
+// checkBoundary asserts the DB is intact and exactly at one version boundary
+// (tables t1..tv, each full; history 1..v) and returns v.
+func checkBoundary(t *testing.T, p string) int {
+	t.Helper()
+	if _, err := os.Stat(p); os.IsNotExist(err) {
+		return 0
+	}
+	db := sqlOpen(t, p)
+	defer db.Close()
+	var ic string
+	if err := db.QueryRow("PRAGMA integrity_check").Scan(&ic); err != nil || ic != "ok" {
+		t.Fatalf("integrity_check: %s %v", ic, err)
+	}
+	var hist []int64
+	var hasHist int
+	db.QueryRow(`SELECT count(*) FROM sqlite_schema WHERE name = '` + historyTable + `'`).Scan(&hasHist)
+	if hasHist == 1 {
+		hist = history(t, p)
+	}
+	v := len(hist)
+	for i, h := range hist {
+		if h != int64(i+1) {
+			t.Fatalf("history has gaps: %v", hist)
+		}
+	}
+	for tb := 1; tb <= 12; tb++ {
+		var exists, rows int
+		db.QueryRow(`SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = ?`, fmt.Sprintf("t%d", tb)).Scan(&exists)
+		if exists == 1 {
+			db.QueryRow(fmt.Sprintf("SELECT count(*) FROM t%d", tb)).Scan(&rows)
+		}
+		want := tb <= v
+		if (exists == 1) != want || (want && rows != 5000) {
+			t.Fatalf("history at %d but table t%d exists=%d rows=%d: not a version boundary", v, tb, exists, rows)
+		}
+	}
+	return v
+}
+
+// appliedVersion is the newest version in the DB's history (0: none yet).
+func appliedVersion(t *testing.T, p string) int64 {
+	t.Helper()
+	if _, err := os.Stat(p); err != nil {
+		return 0
+	}
+	db := sqlOpen(t, p)
+	defer db.Close()
+	var v int64
+	if db.QueryRow(`SELECT coalesce(max(version), 0) FROM `+historyTable).Scan(&v) != nil {
+		return 0
+	}
+	return v
+}

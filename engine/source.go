@@ -1,0 +1,210 @@
+package engine
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"sort"
+	"strconv"
+	"unicode/utf8"
+)
+
+// OpenDir checks that path is an existing, readable directory and returns it
+// as an fs.FS for Options.Dir. A missing path, or one that is a file, is a
+// *DirError (wrapping ErrInvalidDir) naming it and saying what to do.
+func OpenDir(path string) (fs.FS, error) {
+	if path == "" {
+		return nil, &DirError{Dir: `""`, Reason: "no directory given: pass the migrations directory with --dir"}
+	}
+	st, err := os.Stat(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, &DirError{Dir: path, Reason: "does not exist: create it (`shoal init`) or pass the right directory with --dir"}
+	case err != nil:
+		return nil, &DirError{Dir: path, Reason: fmt.Sprintf("cannot be read (%v): check the path and its permissions", err)}
+	case !st.IsDir():
+		return nil, &DirError{Dir: path, Reason: "is a file, not a directory: pass the directory that holds the migration files"}
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, &DirError{Dir: path, Reason: fmt.Sprintf("cannot be read (%v): check its permissions", err)}
+	}
+	f.Close()
+	return os.DirFS(path), nil
+}
+
+// scriptInterpreters maps script extensions to the program that runs them
+// (fastmigrate's convention: `sh FILE DB_PATH`, `python3 FILE DB_PATH`).
+var scriptInterpreters = map[string]string{".sh": "sh", ".py": "python3"}
+
+// loadMigrations reads the migrations at the top level of fsys (dirName
+// names it in messages; subdirectories are ignored), merges the Go
+// migrations and returns them sorted by version. Every problem is a
+// *DirError naming the file(s) and saying what to do: a file name that
+// starts with a digit but does not parse, a file that is not valid UTF-8, a
+// .sql file with a NUL byte, a syntax error or bad section markers, two
+// migrations with the same version, a Go migration without Up. A nil fsys or
+// an empty directory has no migrations.
+func loadMigrations(fsys fs.FS, dirName string, gos []GoMigration) ([]Migration, error) {
+	out := []Migration{}
+	byVersion := map[int64]string{} // version -> file, to find duplicates
+	claim := func(v int64, file string) error {
+		if other, dup := byVersion[v]; dup {
+			return &DirError{Dir: dirName, File: other, Other: file,
+				Reason: fmt.Sprintf("both have version %d: rename one of them so that every version is used once", v)}
+		}
+		byVersion[v] = file
+		return nil
+	}
+
+	if fsys != nil {
+		entries, err := fs.ReadDir(fsys, ".")
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil, &DirError{Dir: dirName, Reason: "does not exist: create it (`shoal init`) or pass the right directory with --dir"}
+			}
+			return nil, &DirError{Dir: dirName, Reason: fmt.Sprintf("cannot be read (%v): check its permissions", err)}
+		}
+		for _, e := range entries {
+			name := e.Name()
+			if ignoredName(name) {
+				continue
+			}
+			skip, err := skipEntry(fsys, dirName, e)
+			if err != nil {
+				return nil, err
+			}
+			if skip {
+				continue
+			}
+			n, ok, err := ParseName(name)
+			if err != nil {
+				return nil, &DirError{Dir: dirName, File: name, Reason: err.Error()}
+			}
+			if !ok {
+				continue
+			}
+			m, err := readMigrationFile(fsys, dirName, name, n)
+			if err != nil {
+				return nil, err
+			}
+			if err := claim(m.Version, m.File); err != nil {
+				return nil, err
+			}
+			out = append(out, m)
+		}
+	}
+
+	for _, g := range gos {
+		m, err := goMigration(dirName, g)
+		if err != nil {
+			return nil, err
+		}
+		if err := claim(m.Version, m.File); err != nil {
+			return nil, err
+		}
+		out = append(out, m)
+	}
+
+	sort.Slice(out, func(i, j int) bool { return out[i].Version < out[j].Version })
+	return out, nil
+}
+
+// skipEntry reports directory entries to skip (directories, also behind a
+// symlink) and refuses special files (reading a FIFO would block).
+func skipEntry(fsys fs.FS, dirName string, e fs.DirEntry) (bool, error) {
+	mode := e.Type()
+	if mode&fs.ModeSymlink != 0 {
+		st, err := fs.Stat(fsys, e.Name())
+		if err != nil {
+			return false, &DirError{Dir: dirName, File: e.Name(), Reason: fmt.Sprintf("cannot be read (%v): fix or remove the link", err)}
+		}
+		mode = st.Mode().Type()
+	}
+	switch {
+	case mode.IsDir():
+		return true, nil
+	case !mode.IsRegular():
+		return false, &DirError{Dir: dirName, File: e.Name(), Reason: "is not a regular file: remove it, or rename it so that it does not start with a digit"}
+	}
+	return false, nil
+}
+
+// readMigrationFile reads and parses one migration file.
+func readMigrationFile(fsys fs.FS, dirName, name string, n MigrationName) (Migration, error) {
+	fail := func(format string, args ...any) (Migration, error) {
+		return Migration{}, &DirError{Dir: dirName, File: name, Reason: fmt.Sprintf(format, args...)}
+	}
+	data, err := fs.ReadFile(fsys, name)
+	if err != nil {
+		return fail("cannot be read (%v): check its permissions", err)
+	}
+	if !utf8.Valid(data) {
+		line, col := invalidUTF8At(data)
+		return fail("is not valid UTF-8 (line %d, byte %d of the line): save it as UTF-8", line, col)
+	}
+	m := Migration{
+		Version:  n.Version,
+		Name:     n.Description,
+		File:     name,
+		Checksum: Checksum(data),
+	}
+	if interp, ok := scriptInterpreters[n.Ext]; ok {
+		m.Kind = KindScript
+		m.Script = data
+		m.Interpreter = interp
+		return m, nil
+	}
+	if i := bytes.IndexByte(data, 0); i >= 0 {
+		return fail("line %d: contains a NUL byte, which SQLite would take for the end of the text: remove it (is this a binary file?)", 1+bytes.Count(data[:i], []byte("\n")))
+	}
+	if err := parseSQLMigration(dirName, &m, string(normalizeText(data))); err != nil {
+		return Migration{}, err
+	}
+	return m, nil
+}
+
+// invalidUTF8At returns the 1-based line and byte-in-line of the first byte
+// of data that is not valid UTF-8.
+func invalidUTF8At(data []byte) (line, col int) {
+	line, lineStart := 1, 0
+	for i := 0; i < len(data); {
+		r, size := utf8.DecodeRune(data[i:])
+		if r == utf8.RuneError && size <= 1 {
+			return line, i - lineStart + 1
+		}
+		if r == '\n' {
+			line, lineStart = line+1, i+1
+		}
+		i += size
+	}
+	return line, len(data) - lineStart + 1
+}
+
+// goMigration turns a registered Go migration into a Migration.
+func goMigration(dirName string, g GoMigration) (Migration, error) {
+	file := "go:" + strconv.FormatInt(g.Version, 10) + "_" + g.Name
+	fail := func(reason string) (Migration, error) {
+		return Migration{}, &DirError{Dir: dirName, File: file, Reason: reason}
+	}
+	switch {
+	case g.Version <= 0:
+		return fail(fmt.Sprintf("Go migration has version %d: versions start at 1; register it with a positive Version", g.Version))
+	case g.Name == "":
+		return fail("Go migration has no Name: give it a short description, like a file name's (\"backfill_emails\")")
+	case g.Up == nil:
+		return fail("Go migration has no Up function: set Up (Down is optional)")
+	}
+	gm := g
+	return Migration{
+		Version:  g.Version,
+		Name:     g.Name,
+		File:     file,
+		Kind:     KindGo,
+		HasDown:  g.Down != nil,
+		Checksum: goChecksum(g.Version, g.Name),
+		Go:       &gm,
+	}, nil
+}

@@ -1,0 +1,138 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+)
+
+// dbState is what a run knows of one DB.
+type dbState struct {
+	exists      bool // the file exists with content
+	managed     bool // shoal's history table exists
+	userObjects int  // user tables, indexes, views, triggers
+	appID       int64
+	userVersion int64
+	history     []HistoryRow
+	applied     map[int64]HistoryRow
+	version     int64 // newest applied version
+}
+
+func itoa(v int64) string { return strconv.FormatInt(v, 10) }
+
+const sqliteMagic = "SQLite format 3\x00"
+
+// checkFile looks at a DB file before SQLite opens it. It returns
+// exists=false for a missing or empty file (a fresh DB), and ErrCorrupt for
+// a directory, a truncated file or a file that is not a SQLite database, so
+// that such files are refused without SQLite ever writing to them.
+func checkFile(path string) (exists bool, err error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		if os.IsNotExist(err) {
+			return false, nil
+		}
+		return false, &DBError{Path: path, Kind: ErrCorrupt, Detail: "cannot stat the file", Err: err}
+	}
+	if fi.IsDir() {
+		return false, &DBError{Path: path, Kind: ErrCorrupt, Detail: "is a directory, not a database file",
+			Hint: "point --db at a SQLite file"}
+	}
+	if !fi.Mode().IsRegular() {
+		return false, &DBError{Path: path, Kind: ErrCorrupt, Detail: "is not a regular file"}
+	}
+	if fi.Size() == 0 {
+		return false, nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return false, &DBError{Path: path, Kind: ErrCorrupt, Detail: "cannot read the file", Err: err}
+	}
+	defer f.Close()
+	hdr := make([]byte, 100)
+	n, err := io.ReadFull(f, hdr)
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) {
+		return false, &DBError{Path: path, Kind: ErrCorrupt, Detail: "cannot read the header", Err: err}
+	}
+	if n < len(sqliteMagic) || !bytes.Equal(hdr[:len(sqliteMagic)], []byte(sqliteMagic)) {
+		return false, &DBError{Path: path, Kind: ErrCorrupt, Detail: "not a SQLite database (no SQLite header)",
+			Hint: "check the path; restore the tenant from a backup if this file should be a database"}
+	}
+	if n < 100 {
+		return false, &DBError{Path: path, Kind: ErrCorrupt, Detail: fmt.Sprintf("truncated: %d bytes, shorter than a SQLite header", fi.Size()),
+			Hint: "restore the tenant from a backup"}
+	}
+	return true, nil
+}
+
+// readState reads the header pragmas, whether shoal manages the DB, and its
+// history.
+func readState(ctx context.Context, path string, q querier) (*dbState, error) {
+	st := &dbState{exists: true, applied: map[int64]HistoryRow{}}
+	var err error
+	if st.appID, err = pragmaInt(ctx, q, "application_id"); err != nil {
+		return nil, sqliteError(path, err)
+	}
+	if st.userVersion, err = pragmaInt(ctx, q, "user_version"); err != nil {
+		return nil, sqliteError(path, err)
+	}
+	rows, err := q.QueryContext(ctx, `SELECT name FROM sqlite_schema WHERE name NOT LIKE 'sqlite\_%' ESCAPE '\'`)
+	if err != nil {
+		return nil, sqliteError(path, err)
+	}
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			rows.Close()
+			return nil, sqliteError(path, err)
+		}
+		switch name {
+		case historyTable:
+			st.managed = true
+		case metaTable, "sqlite_autoindex_" + historyTable + "_1", "sqlite_autoindex_" + metaTable + "_1":
+		default:
+			st.userObjects++
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, sqliteError(path, err)
+	}
+	if !st.managed {
+		return st, nil
+	}
+	if st.history, err = readHistory(ctx, q); err != nil {
+		return nil, sqliteError(path, err)
+	}
+	for _, h := range st.history {
+		st.applied[h.Version] = h
+		if h.Version > st.version {
+			st.version = h.Version
+		}
+	}
+	return st, nil
+}
+
+// sqliteError classifies an error SQLite returned while reading a DB:
+// "not a database" and corruption are ErrCorrupt, the rest are wrapped with
+// the path.
+func sqliteError(path string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var dbe *DBError
+	if errors.As(err, &dbe) {
+		return err
+	}
+	msg := err.Error()
+	if strings.Contains(msg, "not a database") || strings.Contains(msg, "malformed") ||
+		strings.Contains(msg, "SQLITE_CORRUPT") || strings.Contains(msg, "SQLITE_NOTADB") || strings.Contains(msg, "disk image") {
+		return &DBError{Path: path, Kind: ErrCorrupt, Err: err, Hint: "restore the tenant from a backup"}
+	}
+	return fmt.Errorf("%s: %w", path, err)
+}

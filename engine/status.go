@@ -1,0 +1,68 @@
+package engine
+
+import (
+	"context"
+)
+
+// Status is a DB's position against the migrations.
+type Status struct {
+	Path    string `json:"path"`
+	Exists  bool   `json:"exists"`
+	Version int64  `json:"version"`
+	Head    int64  `json:"head"`
+	// Pending lists migrations not applied yet, in order.
+	Pending []Applied `json:"pending"`
+	// Applied lists the history rows; Changed marks those whose file changed.
+	Applied []AppliedStatus `json:"applied"`
+}
+
+// AppliedStatus is one history row and whether its file still matches.
+type AppliedStatus struct {
+	HistoryRow
+	File    string `json:"file"`
+	Missing bool   `json:"missing"` // no migration file has this version (ahead)
+	Changed bool   `json:"changed"` // the file's checksum differs from the recorded one
+}
+
+// Status reads a DB's history without the write lock and without creating
+// the file (a missing file: version 0, everything pending).
+func (e *Engine) Status(ctx context.Context, path string) (*Status, error) {
+	s := &Status{Path: path, Head: e.head, Pending: []Applied{}, Applied: []AppliedStatus{}}
+	exists, err := checkFile(path)
+	if err != nil {
+		return nil, err
+	}
+	st := &dbState{applied: map[int64]HistoryRow{}}
+	if exists {
+		s.Exists = true
+		db, err := openDB(path, e.opts.BusyTimeout, true)
+		if err != nil {
+			return nil, err
+		}
+		defer db.Close()
+		if st, err = readState(ctx, path, db); err != nil {
+			return nil, err
+		}
+		if !st.managed && st.userObjects > 0 {
+			return nil, &DBError{Path: path, Kind: ErrUnmanaged, Hint: "adopt it with `shoal enroll --db " + path + "`"}
+		}
+	}
+	s.Version = st.version
+	for _, h := range st.history {
+		a := AppliedStatus{HistoryRow: h}
+		if m, ok := e.byVersion[h.Version]; ok {
+			a.File = m.File
+			a.Changed = m.Checksum != h.Checksum
+		} else {
+			a.Missing = true
+		}
+		s.Applied = append(s.Applied, a)
+	}
+	for i := range e.migrations {
+		m := &e.migrations[i]
+		if _, ok := st.applied[m.Version]; !ok {
+			s.Pending = append(s.Pending, Applied{Version: m.Version, Name: m.Name, File: m.File})
+		}
+	}
+	return s, nil
+}
