@@ -12,6 +12,11 @@ import (
 // header and mtime stay stale until a checkpoint, so the WAL is part of it.
 type fingerprint struct {
 	db, wal fileID
+	// walMode: the header says WAL (byte 18 = 2). Only then can a commit
+	// leave the main file untouched, so only then is the -wal stat()ed on
+	// the hot path. Switching a DB into WAL mode rewrites its header, which
+	// changes the main file's fingerprint.
+	walMode bool
 }
 
 type fileID struct {
@@ -37,21 +42,35 @@ func statID(path string) (fileID, error) {
 	return id, nil
 }
 
-// takeFingerprint stats path and its -wal.
+// takeFingerprint stats path, reads its header's journal mode, and stats
+// its -wal in WAL mode.
 func takeFingerprint(path string) (fingerprint, bool) {
 	db, err := statID(path)
 	if err != nil || db.ino == 0 {
 		return fingerprint{}, false
 	}
-	wal, err := statID(path + "-wal")
+	fp := fingerprint{db: db}
+	f, err := os.Open(path)
 	if err != nil {
 		return fingerprint{}, false
 	}
-	return fingerprint{db: db, wal: wal}, true
+	var hdr [20]byte
+	_, err = f.ReadAt(hdr[:], 0)
+	f.Close()
+	if err != nil {
+		return fingerprint{}, false
+	}
+	fp.walMode = hdr[18] == 2
+	if fp.walMode {
+		if fp.wal, err = statID(path + "-wal"); err != nil {
+			return fingerprint{}, false
+		}
+	}
+	return fp, true
 }
 
 // cachedAtHead reports whether this handle verified path at head and the
-// file has not changed since: about one stat() of the DB and one of its WAL.
+// file has not changed since: one stat() (two for a DB in WAL mode).
 func (e *Engine) cachedAtHead(path string) bool {
 	e.mu.Lock()
 	fp, ok := e.cache[path]
@@ -59,8 +78,15 @@ func (e *Engine) cachedAtHead(path string) bool {
 	if !ok {
 		return false
 	}
-	now, ok := takeFingerprint(path)
-	return ok && now == fp
+	db, err := statID(path)
+	if err != nil || db != fp.db {
+		return false
+	}
+	if !fp.walMode {
+		return true
+	}
+	wal, err := statID(path + "-wal")
+	return err == nil && wal == fp.wal
 }
 
 // rememberAtHead records that path, as fingerprinted before it was read,
