@@ -30,6 +30,8 @@ var (
 	ErrLocked = errors.New("database is locked by another migrator")
 	// ErrNoDown: a step on the way down has no down part.
 	ErrNoDown = errors.New("migration has no down part")
+	// ErrReadOnly: the DB file or its directory is not writable by this process.
+	ErrReadOnly = errors.New("database is not writable")
 	// ErrForeignKey: the run introduced foreign-key violations.
 	ErrForeignKey = errors.New("foreign key violations")
 )

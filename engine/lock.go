@@ -37,8 +37,12 @@ func acquireLock(ctx context.Context, db string, timeout time.Duration) (*fileLo
 	p := lockPath(db)
 	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
-		return nil, &DBError{Path: db, Kind: ErrLocked, Detail: "cannot open the lock file " + p, Err: err,
-			Hint: "shoal needs write access to the DB's directory"}
+		kind := error(ErrLocked)
+		if errors.Is(err, os.ErrPermission) || errors.Is(err, syscall.EROFS) {
+			kind = ErrReadOnly
+		}
+		return nil, &DBError{Path: db, Kind: kind, Detail: "cannot create the lock file " + p, Err: err,
+			Hint: "shoal needs write access to the DB's directory (for its lock and SQLite's journal)"}
 	}
 	deadline := time.Now().Add(timeout)
 	wait := time.Millisecond

@@ -28,6 +28,8 @@ func helperMigrate() int {
 	switch os.Getenv("SHOAL_TEST_SET") {
 	case "race":
 		files = raceMigrations(8)
+	case "race3":
+		files = raceMigrations(3)
 	case "long":
 		files = longMigrations()
 	}

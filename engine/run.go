@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -132,6 +134,9 @@ func (e *Engine) Migrate(ctx context.Context, path string, o MigrateOptions) (*R
 	res.From, res.To = st.version, st.version
 	if len(pending) == 0 {
 		return res, nil // another migrator did the work
+	}
+	if err = checkWritable(path, exists); err != nil {
+		return nil, err
 	}
 	if exists {
 		if err = quickCheck(ctx, path, conn); err != nil {
@@ -400,4 +405,22 @@ func lockOrSQLite(path string, err error) error {
 		return err
 	}
 	return sqliteError(path, err)
+}
+
+// checkWritable refuses, before anything is applied, a DB file or directory
+// this process cannot write: SQLite would open it read-only without a word
+// and fail at the first write.
+func checkWritable(path string, exists bool) error {
+	const wOK = 2
+	if exists {
+		if err := syscall.Access(path, wOK); err != nil {
+			return &DBError{Path: path, Kind: ErrReadOnly, Detail: "the file is read-only for this user", Err: err,
+				Hint: "make it writable by the user shoal runs as (or mount it read-write); nothing was changed"}
+		}
+	}
+	if err := syscall.Access(filepath.Dir(path), wOK); err != nil {
+		return &DBError{Path: path, Kind: ErrReadOnly, Detail: "its directory is read-only for this user", Err: err,
+			Hint: "SQLite needs to create its journal beside the DB; make the directory writable; nothing was changed"}
+	}
+	return nil
 }
