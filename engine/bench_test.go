@@ -166,3 +166,51 @@ func bareMigrate(b *testing.B, p string, stmts []string) {
 		b.Fatal(err)
 	}
 }
+
+// The snapshot around a script or transaction:false step, and its restore
+// when the step fails, on a DB of SHOAL_BENCH_MB megabytes (default 20),
+// against io.Copy + fsync of the same file in the same run.
+func BenchmarkSnapshotRestore(b *testing.B) {
+	p, size := sfBenchDB(b)
+	mb := float64(size) / (1 << 20)
+	c := context.Background()
+	db, err := openDB(p, 30*time.Second, false)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	conn, err := db.Conn(c)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close()
+	snap := p + snapshotSuffix
+	var snapT, restT, copyT time.Duration
+	for i := 0; i < b.N; i++ {
+		s := time.Now()
+		if err := takeSnapshot(c, conn, snap, 30*time.Second); err != nil {
+			b.Fatal(err)
+		}
+		snapT += time.Since(s)
+		s = time.Now()
+		if err := copyPages(c, conn, snap, 30*time.Second, true); err != nil {
+			b.Fatal(err)
+		}
+		restT += time.Since(s)
+		removeSnapshot(snap)
+		dst := filepath.Join(b.TempDir(), "copy.db")
+		s = time.Now()
+		if err := sfCopySync(p, dst); err != nil {
+			b.Fatal(err)
+		}
+		copyT += time.Since(s)
+		os.Remove(dst)
+	}
+	n := float64(b.N)
+	b.ReportMetric(mb, "MB")
+	b.ReportMetric(snapT.Seconds()*1000/n, "snapshot-ms")
+	b.ReportMetric(restT.Seconds()*1000/n, "restore-ms")
+	b.ReportMetric(snapT.Seconds()*1000/n/mb, "snapshot-ms/MB")
+	b.ReportMetric(restT.Seconds()*1000/n/mb, "restore-ms/MB")
+	b.ReportMetric(float64(snapT)/float64(copyT), "snapshot-x-copy")
+}

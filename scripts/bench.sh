@@ -12,8 +12,8 @@ export SHOAL_BENCH_MB=${SHOAL_BENCH_MB:-100}
 echo "== engine (SHOAL_BENCH_DBS=$SHOAL_BENCH_DBS fresh DBs x 20 migrations)"
 go test ./engine -run '^$' -bench 'CurrentCached|CurrentFirstCheck|FreshDBs' -benchtime 1x -count 3 | grep -E '^Benchmark'
 
-echo "== backup of a ${SHOAL_BENCH_MB} MB DB vs io.Copy + fsync"
-go test ./engine -run '^$' -bench 'BackupVsCopy' -benchtime 1x | grep -E '^Benchmark' || true
+echo "== backup, snapshot and restore of a ${SHOAL_BENCH_MB} MB DB vs io.Copy + fsync"
+go test ./engine -run '^$' -bench 'BackupVsCopy|SnapshotRestore' -benchtime 1x | grep -E '^Benchmark' || true
 
 if go test -list 'Benchmark' ./fleet/... 2>/dev/null | grep -q '^Benchmark'; then
   echo "== fleet over embedded NATS vs the engine alone"
