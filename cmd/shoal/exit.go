@@ -1,0 +1,96 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+)
+
+// Exit codes (contract): 0 ok; 1 a migration failed, a DB was refused, the
+// migrations directory is invalid, a check found a problem or a fleet run
+// did not bring every DB to head; 2 usage.
+const (
+	exitOK      = 0
+	exitFailure = 1
+	exitUsage   = 2
+)
+
+// cliError carries an exit code and the one line printed on stderr.
+type cliError struct {
+	code int
+	msg  string
+	err  error
+}
+
+func (e *cliError) Error() string { return e.msg }
+func (e *cliError) Unwrap() error { return e.err }
+
+// usageError is exit 2: a bad flag or a missing required option.
+func usageError(format string, args ...any) error {
+	return &cliError{code: exitUsage, msg: fmt.Sprintf(format, args...)}
+}
+
+// failure is exit 1 with a message; err (may be nil) stays reachable with errors.Is.
+func failure(err error, format string, args ...any) error {
+	return &cliError{code: exitFailure, msg: fmt.Sprintf(format, args...), err: err}
+}
+
+// silentFailure is exit 1 when the command already printed what went wrong
+// (a fleet run whose report says which tenants failed).
+var errSilent = &cliError{code: exitFailure}
+
+// run executes the CLI and returns the process exit code.
+func run(args []string, stdout, stderr io.Writer) int {
+	app := newApp(stdout, stderr)
+	err := app.Run(args)
+	if err == nil {
+		return exitOK
+	}
+	code, msg := classify(err)
+	if msg != "" {
+		// One human-readable line first, whatever the log format.
+		fmt.Fprintln(stderr, "shoal: "+firstLine(msg))
+		if rest := restLines(msg); rest != "" {
+			fmt.Fprintln(stderr, rest)
+		}
+	}
+	return code
+}
+
+func classify(err error) (int, string) {
+	var ce *cliError
+	if errors.As(err, &ce) {
+		return ce.code, ce.msg
+	}
+	msg := err.Error()
+	if strings.Contains(msg, "No help topic") {
+		return exitUsage, msg + ": unknown command (see shoal --help)"
+	}
+	var ec cli.ExitCoder
+	if errors.As(err, &ec) {
+		return ec.ExitCode(), msg
+	}
+	// urfave/cli reports flag problems as plain errors.
+	if strings.Contains(msg, "flag provided but not defined") || strings.HasPrefix(msg, "Required flag") ||
+		strings.HasPrefix(msg, "invalid value") {
+		return exitUsage, msg + " (see --help)"
+	}
+	return exitFailure, msg
+}
+
+func firstLine(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i]
+	}
+	return s
+}
+
+func restLines(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return strings.TrimRight(s[i+1:], "\n")
+	}
+	return ""
+}

@@ -1,0 +1,188 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/shoal-dev/shoal/fleet"
+	"github.com/urfave/cli/v2"
+)
+
+// Flags shared by the fleet commands.
+
+func natsFlag() cli.Flag {
+	return &cli.StringFlag{Name: "nats", Value: fleet.DefaultURL, Usage: "NATS server URL", EnvVars: []string{"SHOAL_NATS"}}
+}
+
+func rootFlag() cli.Flag {
+	return &cli.StringFlag{Name: "root", Usage: "directory holding the tenant DBs", EnvVars: []string{"SHOAL_ROOT"}}
+}
+
+func patternFlag() cli.Flag {
+	return &cli.StringFlag{Name: "pattern", Value: fleet.DefaultPattern, Usage: "tenant DB paths relative to --root, filepath.Match rules per '/'-separated segment"}
+}
+
+func nodeFlag() cli.Flag {
+	return &cli.StringFlag{Name: "node", Value: fleet.DefaultNode, Usage: "node name: jobs go to shoal.jobs.<node>, workers of that node take them", EnvVars: []string{"SHOAL_NODE"}}
+}
+
+func runIDFlag(usage string) cli.Flag {
+	return &cli.StringFlag{Name: "run-id", Usage: usage, EnvVars: []string{"SHOAL_RUN_ID"}}
+}
+
+// nameFlags make every NATS name configurable.
+func nameFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "jobs-stream", Value: fleet.DefaultJobsStream, Usage: "work-queue stream of jobs", EnvVars: []string{"SHOAL_JOBS_STREAM"}, Category: "NATS names"},
+		&cli.StringFlag{Name: "results-stream", Value: fleet.DefaultResultsStream, Usage: "stream of results", EnvVars: []string{"SHOAL_RESULTS_STREAM"}, Category: "NATS names"},
+		&cli.StringFlag{Name: "jobs-subject", Value: fleet.DefaultJobsPrefix, Usage: "subject prefix of jobs (<prefix>.<node>[.high])", EnvVars: []string{"SHOAL_JOBS_SUBJECT"}, Category: "NATS names"},
+		&cli.StringFlag{Name: "results-subject", Value: fleet.DefaultResultsPrefix, Usage: "subject prefix of results (<prefix>.<run_id>)", EnvVars: []string{"SHOAL_RESULTS_SUBJECT"}, Category: "NATS names"},
+		&cli.StringFlag{Name: "consumer", Value: fleet.DefaultConsumer, Usage: "durable consumer name prefix (<prefix>_<node>[_high])", EnvVars: []string{"SHOAL_CONSUMER"}, Category: "NATS names"},
+	}
+}
+
+func consumerFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.DurationFlag{Name: "ack-wait", Value: fleet.DefaultAckWait, Usage: "redeliver a job whose worker sent no ack or heartbeat for this long"},
+		&cli.IntFlag{Name: "max-deliver", Value: fleet.DefaultMaxDeliver, Usage: "attempts per job before its final result is `failed`"},
+	}
+}
+
+func names(c *cli.Context) fleet.Names {
+	get := func(flag, def string) string {
+		if hasFlag(c, flag) && c.String(flag) != "" {
+			return c.String(flag)
+		}
+		return def
+	}
+	return fleet.Names{
+		JobsStream:    get("jobs-stream", fleet.DefaultJobsStream),
+		ResultsStream: get("results-stream", fleet.DefaultResultsStream),
+		JobsPrefix:    get("jobs-subject", fleet.DefaultJobsPrefix),
+		ResultsPrefix: get("results-subject", fleet.DefaultResultsPrefix),
+		Consumer:      get("consumer", fleet.DefaultConsumer),
+	}
+}
+
+func settings(c *cli.Context) fleet.Settings {
+	s := fleet.Settings{Names: names(c)}
+	if hasFlag(c, "ack-wait") {
+		s.AckWait = c.Duration("ack-wait")
+	}
+	if hasFlag(c, "max-deliver") {
+		s.MaxDeliver = c.Int("max-deliver")
+	}
+	return s
+}
+
+func checkSettings(c *cli.Context) error {
+	if hasFlag(c, "ack-wait") && c.Duration("ack-wait") < time.Second {
+		return usageError("--ack-wait %s is too short: use 1s or more", c.Duration("ack-wait"))
+	}
+	if hasFlag(c, "max-deliver") && c.Int("max-deliver") < 1 {
+		return usageError("--max-deliver must be 1 or more")
+	}
+	for _, f := range []string{"node", "run-id", "consumer"} {
+		if isStringFlag(c, f) && c.String(f) != "" {
+			if err := fleet.ValidName("--"+f, c.String(f)); err != nil {
+				return usageError("%v", err)
+			}
+		}
+	}
+	if hasFlag(c, "pattern") {
+		if err := fleet.ValidatePattern(c.String("pattern")); err != nil {
+			return usageError("%v", err)
+		}
+	}
+	return nil
+}
+
+// isStringFlag reports whether the command has a plain string flag name.
+func isStringFlag(c *cli.Context, name string) bool {
+	for _, f := range c.Command.Flags {
+		if sf, ok := f.(*cli.StringFlag); ok && sf.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// connectNATS connects to --nats, checks the server and JetStream.
+func connectNATS(c *cli.Context, ctx context.Context, name string, opts ...nats.Option) (*nats.Conn, jetstream.JetStream, error) {
+	nc, js, err := fleet.Connect(ctx, c.String("nats"), name, opts...)
+	if err != nil {
+		return nil, nil, failure(err, "%v", err)
+	}
+	return nc, js, nil
+}
+
+// signalContext is cancelled by SIGINT or SIGTERM.
+func signalContext(c *cli.Context) (context.Context, context.CancelFunc) {
+	parent := c.Context
+	if parent == nil {
+		parent = context.Background()
+	}
+	return signal.NotifyContext(parent, os.Interrupt, syscall.SIGTERM)
+}
+
+// waitRun follows a run's results until every tenant reported (or ctx
+// ends), showing progress on stderr.
+func waitRun(ctx context.Context, c *cli.Context, js jetstream.JetStream, nm fleet.Names, runID string, t *fleet.Tracker, knownTotal bool) error {
+	pp := &fleet.ProgressPrinter{W: c.App.ErrWriter, TTY: fleet.IsTerminal(c.App.ErrWriter), Interval: 5 * time.Second}
+	every := time.Second
+	if pp.TTY {
+		every = 200 * time.Millisecond
+	}
+	err := fleet.Follow(ctx, js, nm, runID, t, fleet.FollowOptions{
+		Follow: true, UntilComplete: true, NoManifest: knownTotal, TickEvery: every,
+		Tick: func() { pp.Show(t.Progress(time.Now()), time.Now()) },
+	})
+	pp.Force(t.Progress(time.Now())) // final line, even off a TTY
+	pp.Done()
+	return err
+}
+
+// finishRun prints the summary of a followed run, writes --report and
+// returns the exit error.
+func finishRun(c *cli.Context, t *fleet.Tracker, reportPath string) error {
+	return finishReport(c, t.Report(time.Now()), reportPath)
+}
+
+// reportFailures prints on stderr which DBs have no result or did not reach head.
+func reportFailures(c *cli.Context, rep *fleet.Report) {
+	if rep.Summary.Pending > 0 {
+		fmt.Fprintf(c.App.ErrWriter, "shoal: %d of %d databases have no result yet (run `shoal results --run-id %s --follow` to keep watching)\n",
+			rep.Summary.Pending, rep.Summary.Total, rep.RunID)
+	}
+	failed := rep.Failed()
+	if len(failed) == 0 {
+		return
+	}
+	ids := make([]string, 0, 11)
+	for i, r := range failed {
+		if i == 10 {
+			ids = append(ids, fmt.Sprintf("and %d more", len(failed)-10))
+			break
+		}
+		ids = append(ids, r.Tenant+" ("+r.Outcome+")")
+	}
+	fmt.Fprintf(c.App.ErrWriter, "shoal: %d databases not at head: %s\n", len(failed), strings.Join(ids, ", "))
+}
+
+func fleetJSON(w io.Writer, v any) {
+	data, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		fmt.Fprintf(w, "{\"error\": %q}\n", err.Error())
+		return
+	}
+	w.Write(append(data, '\n'))
+}

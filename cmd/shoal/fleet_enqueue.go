@@ -1,0 +1,134 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/shoal-dev/shoal/fleet"
+	"github.com/shoal-dev/shoal/producer"
+	"github.com/urfave/cli/v2"
+)
+
+func init() {
+	extraCommands = append(extraCommands, enqueueCommand())
+}
+
+func enqueueCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "enqueue",
+		Usage: "migrate one tenant DB now: a high-priority job taken before bulk work",
+		Description: "Publishes one job on shoal.jobs.<node>.high; workers take these before bulk jobs.\n" +
+			"The tenant id is the path relative to --root when given, else the path. --wait prints\n" +
+			"the tenant's result and exits 0 for migrated/current, 1 otherwise.\n\n" +
+			"Example: shoal enqueue --root /srv/tenants --db /srv/tenants/acme/app.db --wait",
+		Flags: append([]cli.Flag{
+			&cli.StringFlag{Name: "db", Usage: "tenant DB path", EnvVars: []string{"SHOAL_DB"}},
+			rootFlag(), dirFlag(), natsFlag(), nodeFlag(),
+			runIDFlag("run id (default: enqueue-<time>); an existing run's id adds the result to that run"),
+			&cli.BoolFlag{Name: "wait", Usage: "wait for the result and exit from its outcome"},
+			&cli.DurationFlag{Name: "timeout", Value: 5 * time.Minute, Usage: "with --wait: give up after this long"},
+			&cli.BoolFlag{Name: "json", Usage: "with --wait: print the result as JSON"},
+		}, nameFlags()...),
+		Action: enqueueAction,
+	}
+}
+
+func enqueueAction(c *cli.Context) error {
+	db, err := requireString(c, "db", "SHOAL_DB")
+	if err != nil {
+		return err
+	}
+	if err := checkSettings(c); err != nil {
+		return err
+	}
+	tenant := db
+	if root := c.String("root"); root != "" {
+		rel, err := filepath.Rel(root, db)
+		if err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+			return usageError("--db %s is not under --root %s", db, root)
+		}
+		tenant = filepath.ToSlash(rel)
+	}
+	abs := db
+	if a, err := filepath.Abs(db); err == nil {
+		abs = a
+	}
+	runID := c.String("run-id")
+	if runID == "" {
+		runID = "enqueue-" + strings.TrimPrefix(fleet.NewRunID(time.Now()), "run-")
+	}
+	// Target: the head of --dir when given, else 0 (the worker's head).
+	var target int64
+	if c.String("dir") != "" {
+		e, err := openEngine(c)
+		if err != nil {
+			return err
+		}
+		target = e.Head()
+	}
+	ctx, stop := signalContext(c)
+	defer stop()
+	nc, js, err := connectNATS(c, ctx, "shoal enqueue")
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	s := fleet.Settings{Names: names(c)}
+	if err := fleet.ProvisionStreams(ctx, js, s); err != nil {
+		return failure(err, "%v", err)
+	}
+	if _, _, err := fleet.ProvisionConsumers(ctx, js, s, c.String("node")); err != nil {
+		return failure(err, "%v", err)
+	}
+	requested := time.Now().UTC()
+	job := fleet.Job{RunID: runID, Tenant: tenant, Path: abs, Target: target, RequestedAt: requested, Priority: fleet.PriorityHigh}
+	if err := producer.Enqueue(ctx, js, s.Names, c.String("node"), job); err != nil {
+		return failure(err, "cannot enqueue %s: %v", tenant, err)
+	}
+	if !c.Bool("wait") {
+		fmt.Fprintf(c.App.ErrWriter, "enqueued %s (run %s)\n", tenant, runID)
+		fmt.Fprintln(c.App.Writer, runID)
+		return nil
+	}
+	wctx, cancel := context.WithTimeout(ctx, c.Duration("timeout"))
+	defer cancel()
+	t := fleet.NewTracker(runID, requested)
+	var got *fleet.Result
+	done := make(chan struct{})
+	fctx, fcancel := context.WithCancel(wctx)
+	defer fcancel()
+	go func() {
+		defer close(done)
+		_ = fleet.Follow(fctx, js, s.Names, runID, t, fleet.FollowOptions{Follow: true, NoManifest: true,
+			OnResult: func(r fleet.Result) {
+				// Only a result produced for this request (not an earlier one of the run).
+				if r.Tenant == tenant && !r.At.Before(requested.Add(-time.Second)) && got == nil {
+					rr := r
+					got = &rr
+					fcancel()
+				}
+			}})
+	}()
+	<-done
+	if got == nil {
+		return failure(wctx.Err(), "no result for %s within %s (run %s): are workers of node %q running? `shoal results --run-id %s --follow` keeps watching",
+			tenant, c.Duration("timeout"), runID, c.String("node"), runID)
+	}
+	if c.Bool("json") {
+		fleetJSON(c.App.Writer, got)
+	} else {
+		rep := &fleet.Report{RunID: runID, Databases: []fleet.Result{*got}}
+		fleet.PrintResults(c.App.Writer, rep)
+	}
+	if !fleet.AtHead(got.Outcome) {
+		msg := got.Outcome
+		if got.Error != nil {
+			msg += ": " + *got.Error
+		}
+		return failure(nil, "%s: %s", tenant, msg)
+	}
+	return nil
+}

@@ -1,0 +1,75 @@
+package main
+
+import (
+	"time"
+
+	"github.com/shoal-dev/shoal/fleet"
+	"github.com/urfave/cli/v2"
+)
+
+func init() {
+	extraCommands = append(extraCommands, resultsCommand())
+}
+
+func resultsCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "results",
+		Usage: "show a run's results from the results stream",
+		Description: "Reads shoal.results.<run_id>: a table for people (the latest result per DB), or with\n" +
+			"--json the report object. --follow keeps reading until every DB of the run reported.\n" +
+			"Exits 1 when a DB did not end at head (or, with --follow, has no result).\n\n" +
+			"Example: shoal results --run-id release-42 --json > report.json",
+		Flags: append([]cli.Flag{
+			natsFlag(), runIDFlag("the run to show (required)"),
+			&cli.BoolFlag{Name: "follow", Usage: "keep reading until every DB of the run reported"},
+			&cli.BoolFlag{Name: "json", Usage: "print the report object"},
+		}, nameFlags()...),
+		Action: resultsAction,
+	}
+}
+
+func resultsAction(c *cli.Context) error {
+	runID, err := requireString(c, "run-id", "SHOAL_RUN_ID")
+	if err != nil {
+		return err
+	}
+	if err := checkSettings(c); err != nil {
+		return err
+	}
+	ctx, stop := signalContext(c)
+	defer stop()
+	nc, js, err := connectNATS(c, ctx, "shoal results")
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	nm := names(c)
+	t := fleet.NewTracker(runID, time.Time{})
+	if c.Bool("follow") {
+		err = waitRun(ctx, c, js, nm, runID, t, false)
+	} else {
+		err = fleet.Follow(ctx, js, nm, runID, t, fleet.FollowOptions{})
+	}
+	if err != nil && ctx.Err() == nil {
+		return failure(err, "run %s: %v", runID, err)
+	}
+	rep := t.Report(time.Now())
+	if c.Bool("json") {
+		fleetJSON(c.App.Writer, rep)
+	} else {
+		if len(rep.Databases) == 0 {
+			printf(c, "run %s: no results (yet)\n", runID)
+		} else {
+			fleet.PrintResults(c.App.Writer, rep)
+			printf(c, "\n")
+			fleet.PrintSummary(c.App.Writer, rep)
+		}
+	}
+	if m := t.Manifest(); m == nil && len(rep.Databases) == 0 {
+		return failure(nil, "run %s: no such run in stream %s (check --run-id)", runID, nm.ResultsStream)
+	}
+	if !rep.OK() {
+		return errSilent
+	}
+	return nil
+}

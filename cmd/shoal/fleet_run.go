@@ -1,0 +1,107 @@
+package main
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/shoal-dev/shoal/fleet"
+	"github.com/shoal-dev/shoal/fleet/local"
+	"github.com/urfave/cli/v2"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+)
+
+func init() {
+	extraCommands = append(extraCommands, runCommand())
+}
+
+func runCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "run",
+		Usage: "migrate a whole fleet in one process: producer + N workers over an embedded NATS server",
+		Description: "No NATS to install: an in-process nats-server with JetStream (store in a temporary\n" +
+			"directory, removed afterwards, no port opened) carries the jobs and results exactly as\n" +
+			"in a distributed run. Shows progress, ends with a summary, exits 0 only if every DB\n" +
+			"ended at head.\n\n" +
+			"Example: shoal run --root ./tenants --workers 8 --report run.json",
+		Flags: append([]cli.Flag{
+			rootFlag(), patternFlag(), dirFlag(), busyTimeoutFlag(), scriptTimeoutFlag(),
+			&cli.IntFlag{Name: "workers", Value: 4, Usage: "DBs migrated at once"},
+			&cli.StringFlag{Name: "report", Usage: "write the run's report (JSON) to this file"},
+			runIDFlag("run id (default: run-<time>)"),
+			&cli.DurationFlag{Name: "backoff", Value: time.Second, Usage: "delay before retrying a failed DB; doubles per attempt"},
+		}, append(backupFlags(), consumerFlags()...)...),
+		Action: runAction,
+	}
+}
+
+func runAction(c *cli.Context) error {
+	root, err := requireString(c, "root", "SHOAL_ROOT")
+	if err != nil {
+		return err
+	}
+	if err := checkSettings(c); err != nil {
+		return err
+	}
+	if c.Int("workers") < 1 {
+		return usageError("--workers must be 1 or more")
+	}
+	log, err := newLogger(c)
+	if err != nil {
+		return err
+	}
+	defer log.Sync()
+	if !c.IsSet("log-level") {
+		// People watch the progress line: per-DB logs only when asked for.
+		log = log.WithOptions(zap.IncreaseLevel(zapcore.WarnLevel))
+	}
+	e, err := openEngine(c)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signalContext(c)
+	defer stop()
+	runID := c.String("run-id")
+	if runID == "" {
+		runID = fleet.NewRunID(time.Now())
+	}
+	pp := &fleet.ProgressPrinter{W: c.App.ErrWriter, TTY: fleet.IsTerminal(c.App.ErrWriter), Interval: 5 * time.Second}
+	every := time.Second
+	if pp.TTY {
+		every = 200 * time.Millisecond
+	}
+	fmt.Fprintf(c.App.ErrWriter, "run %s: migrating %s (%s) to version %d with %d workers\n", runID, root, c.String("pattern"), e.Head(), c.Int("workers"))
+	rep, err := local.Run(ctx, local.Options{
+		Engine: e, Root: root, Pattern: c.String("pattern"), RunID: runID, Workers: c.Int("workers"),
+		Settings: settings(c), Backup: backupOptions(c), NoBackup: c.Bool("no-backup"), Backoff: c.Duration("backoff"),
+		Logger: log, ProgressEvery: every,
+		Progress: func(t *fleet.Tracker) { pp.Show(t.Progress(time.Now()), time.Now()) },
+	})
+	pp.Done()
+	if err != nil && rep == nil {
+		return failure(err, "run %s: %v", runID, err)
+	}
+	if err != nil {
+		fmt.Fprintf(c.App.ErrWriter, "shoal: run %s stopped early: %v\n", runID, err)
+	}
+	return finishReport(c, rep, c.String("report"))
+}
+
+// finishReport prints a finished report's summary, writes it and returns
+// the exit error.
+func finishReport(c *cli.Context, rep *fleet.Report, reportPath string) error {
+	if reportPath != "" {
+		if err := fleet.WriteReport(reportPath, rep); err != nil {
+			return failure(err, "%v", err)
+		}
+	}
+	fleet.PrintSummary(c.App.Writer, rep)
+	if reportPath != "" {
+		fmt.Fprintf(c.App.Writer, "report written to %s\n", reportPath)
+	}
+	if !rep.OK() {
+		reportFailures(c, rep)
+		return errSilent
+	}
+	return nil
+}

@@ -1,0 +1,101 @@
+package main
+
+import (
+	"fmt"
+	"sort"
+	"strconv"
+
+	"github.com/shoal-dev/shoal/fleet"
+	"github.com/urfave/cli/v2"
+)
+
+func init() {
+	extraCommands = append(extraCommands, &cli.Command{
+		Name:  "fleet",
+		Usage: "local fleet tools",
+		Subcommands: []*cli.Command{
+			{
+				Name:  "status",
+				Usage: "read every tenant DB's version under --root (no write lock) and count them by version",
+				Description: "Prints how many DBs are at each version and which are behind, ahead, unmanaged or\n" +
+					"corrupt. Exits 1 if any DB is not at head.\n\n" +
+					"Example: shoal fleet status --root /srv/tenants --json",
+				Flags: []cli.Flag{
+					rootFlag(), patternFlag(), dirFlag(), busyTimeoutFlag(),
+					&cli.IntFlag{Name: "concurrency", Value: 8, Usage: "DBs read at once"},
+					&cli.BoolFlag{Name: "json", Usage: "print one JSON object"},
+				},
+				Action: fleetStatusAction,
+			},
+		},
+	})
+}
+
+func fleetStatusAction(c *cli.Context) error {
+	root, err := requireString(c, "root", "SHOAL_ROOT")
+	if err != nil {
+		return err
+	}
+	if err := checkSettings(c); err != nil {
+		return err
+	}
+	e, err := openEngine(c)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signalContext(c)
+	defer stop()
+	st, err := fleet.Status(ctx, e, root, c.String("pattern"), c.Int("concurrency"))
+	if err != nil {
+		return failure(err, "%v", err)
+	}
+	if c.Bool("json") {
+		fleetJSON(c.App.Writer, st)
+	} else {
+		printf(c, "head %d, %d databases\n", st.Head, st.Total)
+		vs := make([]int64, 0, len(st.Versions))
+		for k := range st.Versions {
+			v, _ := strconv.ParseInt(k, 10, 64)
+			vs = append(vs, v)
+		}
+		sort.Slice(vs, func(i, j int) bool { return vs[i] < vs[j] })
+		for _, v := range vs {
+			mark := ""
+			switch {
+			case v == st.Head:
+				mark = " (head)"
+			case v < st.Head:
+				mark = " (behind)"
+			default:
+				mark = " (ahead)"
+			}
+			printf(c, "  version %d: %d%s\n", v, st.Versions[strconv.FormatInt(v, 10)], mark)
+		}
+		list := func(name string, l []string) {
+			if len(l) == 0 {
+				return
+			}
+			printf(c, "%s (%d):\n", name, len(l))
+			for i, t := range l {
+				if i == 50 {
+					printf(c, "  ... and %d more (use --json)\n", len(l)-50)
+					break
+				}
+				printf(c, "  %s\n", t)
+			}
+		}
+		list("behind", st.Behind)
+		list("ahead", st.Ahead)
+		list("unmanaged", st.Unmanaged)
+		list("corrupt", st.Corrupt)
+		list("unreadable", st.Errors)
+	}
+	if !st.AtHead() {
+		if !c.Bool("json") {
+			fmt.Fprintf(c.App.ErrWriter, "shoal: %d of %d databases not at head %d (run `shoal produce --only-behind` or `shoal run`)\n",
+				len(st.Behind)+len(st.Ahead)+len(st.Unmanaged)+len(st.Corrupt)+len(st.Errors), st.Total, st.Head)
+		}
+		return errSilent
+	}
+	return nil
+}

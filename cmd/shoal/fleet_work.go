@@ -1,0 +1,122 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/shoal-dev/shoal/engine"
+	"github.com/shoal-dev/shoal/worker"
+	"github.com/urfave/cli/v2"
+	"go.uber.org/zap"
+)
+
+func init() {
+	extraCommands = append(extraCommands, workCommand())
+}
+
+func backupFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "backup-dir", Usage: "directory for the backups taken before migrating (default: beside each DB)"},
+		&cli.StringFlag{Name: "backup-root", Usage: "with --backup-dir: mirror DB paths relative to this directory under --backup-dir"},
+		&cli.IntFlag{Name: "keep", Usage: "keep the newest N backups per DB (0: all)"},
+		&cli.BoolFlag{Name: "no-backup", Usage: "do not back up DBs before migrating them"},
+	}
+}
+
+func backupOptions(c *cli.Context) engine.BackupOptions {
+	return engine.BackupOptions{Dir: c.String("backup-dir"), Root: c.String("backup-root"), Keep: c.Int("keep")}
+}
+
+func workCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "work",
+		Usage: "pull migration jobs from NATS JetStream and migrate the DBs, N at a time",
+		Description: "Takes jobs of --node (on-demand jobs from `shoal enqueue` first), backs up each DB when\n" +
+			"something is pending, migrates it, publishes the result on shoal.results.<run_id>, then\n" +
+			"acks. Failed jobs are retried with backoff up to --max-deliver attempts; refusals are\n" +
+			"reported at once. SIGTERM/SIGINT: stop pulling, finish in-flight jobs, exit 0.\n\n" +
+			"Example: shoal work --concurrency 8 --backup-dir /backups --backup-root /srv/tenants --listen :9090",
+		Flags: append(append(append([]cli.Flag{
+			dirFlag(), natsFlag(), nodeFlag(), busyTimeoutFlag(), scriptTimeoutFlag(),
+			&cli.IntFlag{Name: "concurrency", Value: 4, Usage: "DBs migrated at once"},
+			&cli.StringFlag{Name: "name", Usage: "worker name in results (default hostname:pid)", EnvVars: []string{"SHOAL_WORKER_NAME"}},
+			&cli.DurationFlag{Name: "backoff", Value: 5 * time.Second, Usage: "delay before retrying a failed job; doubles per attempt (max 5m)"},
+			&cli.DurationFlag{Name: "shutdown-timeout", Value: 30 * time.Second, Usage: "on SIGTERM, how long in-flight jobs may finish before they are given back"},
+			&cli.StringFlag{Name: "listen", Usage: "serve /healthz, /readyz and /metrics (Prometheus) on this address, e.g. :9090"},
+		}, backupFlags()...), consumerFlags()...), nameFlags()...),
+		Action: workAction,
+	}
+}
+
+func workAction(c *cli.Context) error {
+	if err := checkSettings(c); err != nil {
+		return err
+	}
+	if c.Int("concurrency") < 1 {
+		return usageError("--concurrency must be 1 or more")
+	}
+	log, err := newLogger(c)
+	if err != nil {
+		return err
+	}
+	defer log.Sync()
+	e, err := openEngine(c)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signalContext(c)
+	defer stop()
+	nc, js, err := connectNATS(c, ctx, "shoal work",
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				log.Warn("disconnected from NATS", zap.Error(err))
+			}
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("reconnected to NATS", zap.String("url", nc.ConnectedUrlRedacted())) }))
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	w, err := worker.New(nc, js, worker.Options{
+		Engine: e, Node: c.String("node"), Concurrency: c.Int("concurrency"), Name: c.String("name"),
+		Settings: settings(c), Backoff: c.Duration("backoff"), Backup: backupOptions(c), NoBackup: c.Bool("no-backup"),
+		ShutdownTimeout: c.Duration("shutdown-timeout"), Logger: log,
+	})
+	if err != nil {
+		return usageError("%v", err)
+	}
+	if addr := c.String("listen"); addr != "" {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return failure(err, "cannot listen on %s: %v", addr, err)
+		}
+		srv := &http.Server{Handler: w.Handler(), ReadHeaderTimeout: 5 * time.Second}
+		go func() {
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error("metrics server stopped", zap.Error(err))
+			}
+		}()
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			srv.Shutdown(sctx)
+		}()
+		log.Info("serving /healthz, /readyz and /metrics", zap.String("addr", ln.Addr().String()))
+	}
+	if err := w.Provision(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return failure(err, "%v", err)
+	}
+	if err := w.Run(ctx); err != nil {
+		return failure(err, "%v", err)
+	}
+	fmt.Fprintln(c.App.ErrWriter, "shoal work: stopped")
+	return nil
+}

@@ -1,0 +1,248 @@
+package engine
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+)
+
+// The sum file (shoal.sum, in the migrations directory) lists every
+// migration file with the checksum shoal records for it, one line each in
+// version order, then a total line that hashes all of them:
+//
+//	# shoal.sum: written by `shoal new` and `shoal hash`, checked by `shoal check`.
+//	0001_create_users.sql 5f1c...
+//	0002_create_notes.sql 9a03...
+//	total 77be...
+//
+// Two branches that each add a migration both change the line after the
+// last migration and the total line, so git reports a conflict when they
+// meet instead of the collision reaching a deploy.
+
+const sumHeader = "# shoal.sum: one line per migration (file, SHA-256 of its normalised text) and a total.\n" +
+	"# Written by `shoal new` and `shoal hash`; checked by `shoal check`. A merge conflict here\n" +
+	"# means two branches added migrations: run `shoal renumber`, then `shoal hash`.\n"
+
+// SumEntry is one migration line of the sum file.
+type SumEntry struct {
+	File     string
+	Checksum string
+}
+
+// MigrationFile is a migration file found in a directory listing.
+type MigrationFile struct {
+	File string
+	Name MigrationName
+}
+
+// ListMigrationFiles lists the migration files at the top level of fsys in
+// version order (then by name), duplicates included: unlike New it does not
+// refuse two files with one version, so tools can repair that. A name that
+// starts with a digit but does not parse is an error naming it.
+func ListMigrationFiles(fsys fs.FS) ([]MigrationFile, error) {
+	entries, err := fs.ReadDir(fsys, ".")
+	if err != nil {
+		return nil, err
+	}
+	var out []MigrationFile
+	for _, e := range entries {
+		if e.IsDir() || ignoredName(e.Name()) {
+			continue
+		}
+		n, ok, err := ParseName(e.Name())
+		if err != nil {
+			return nil, fmt.Errorf("%s: %v", e.Name(), err)
+		}
+		if ok {
+			out = append(out, MigrationFile{File: e.Name(), Name: n})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Name.Version != out[j].Name.Version {
+			return out[i].Name.Version < out[j].Name.Version
+		}
+		return out[i].File < out[j].File
+	})
+	return out, nil
+}
+
+// ComputeSum returns the sum entries of the migration files in fsys.
+func ComputeSum(fsys fs.FS) ([]SumEntry, error) {
+	files, err := ListMigrationFiles(fsys)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]SumEntry, 0, len(files))
+	for _, f := range files {
+		data, err := fs.ReadFile(fsys, f.File)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, SumEntry{File: f.File, Checksum: Checksum(data)})
+	}
+	return out, nil
+}
+
+// sumTotal hashes the migration lines.
+func sumTotal(entries []SumEntry) string {
+	h := sha256.New()
+	for _, e := range entries {
+		fmt.Fprintf(h, "%s %s\n", e.File, e.Checksum)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// FormatSum renders the sum file.
+func FormatSum(entries []SumEntry) []byte {
+	var b bytes.Buffer
+	b.WriteString(sumHeader)
+	for _, e := range entries {
+		fmt.Fprintf(&b, "%s %s\n", e.File, e.Checksum)
+	}
+	fmt.Fprintf(&b, "total %s\n", sumTotal(entries))
+	return b.Bytes()
+}
+
+// ErrSumConflict: the sum file holds git conflict markers.
+var ErrSumConflict = errors.New("shoal.sum has merge conflict markers: two branches added migrations; run `shoal renumber`, then `shoal hash`")
+
+// ParseSum reads a sum file. Conflict markers are ErrSumConflict.
+func ParseSum(data []byte) (entries []SumEntry, total string, err error) {
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc.Buffer(make([]byte, 64*1024), 1<<20)
+	line := 0
+	for sc.Scan() {
+		line++
+		t := strings.TrimSpace(sc.Text())
+		if t == "" || strings.HasPrefix(t, "#") {
+			continue
+		}
+		if strings.HasPrefix(t, "<<<<<<<") || strings.HasPrefix(t, "=======") || strings.HasPrefix(t, ">>>>>>>") || strings.HasPrefix(t, "|||||||") {
+			return nil, "", ErrSumConflict
+		}
+		f := strings.Fields(t)
+		if len(f) != 2 {
+			return nil, "", fmt.Errorf("%s line %d: want \"<file> <checksum>\" or \"total <hash>\", got %q: run `shoal hash` to rewrite it", SumFile, line, t)
+		}
+		if f[0] == "total" {
+			total = f[1]
+			continue
+		}
+		entries = append(entries, SumEntry{File: f[0], Checksum: f[1]})
+	}
+	return entries, total, sc.Err()
+}
+
+// VerifySum compares the sum file in fsys (if there is one) with the
+// migration files, and returns one message per difference, each saying what
+// to do. No sum file: no problems.
+func VerifySum(fsys fs.FS) ([]string, error) {
+	data, err := fs.ReadFile(fsys, SumFile)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("cannot read %s: %w", SumFile, err)
+	}
+	recorded, total, err := ParseSum(data)
+	if err != nil {
+		return []string{err.Error()}, nil
+	}
+	actual, err := ComputeSum(fsys)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	rec := map[string]string{}
+	for _, e := range recorded {
+		rec[e.File] = e.Checksum
+	}
+	act := map[string]string{}
+	for _, e := range actual {
+		act[e.File] = e.Checksum
+		sum, ok := rec[e.File]
+		switch {
+		case !ok:
+			out = append(out, fmt.Sprintf("%s is not in %s: run `shoal hash` (or create migrations with `shoal new`), and commit %s with it", e.File, SumFile, SumFile))
+		case sum != e.Checksum:
+			out = append(out, fmt.Sprintf("%s changed since %s was written: never edit a migration that is applied anywhere (add a new one); if it is not applied yet, run `shoal hash`", e.File, SumFile))
+		}
+	}
+	for _, e := range recorded {
+		if _, ok := act[e.File]; !ok {
+			out = append(out, fmt.Sprintf("%s lists %s, which is not in the directory: restore it, or run `shoal hash` if it was renamed on purpose", SumFile, e.File))
+		}
+	}
+	if len(out) == 0 && total != sumTotal(recorded) {
+		out = append(out, fmt.Sprintf("the total line of %s is wrong (edited by hand, or a merge kept one side's total): run `shoal hash`", SumFile))
+	}
+	return out, nil
+}
+
+// WriteSum (re)writes the sum file of the migrations directory dir on disk,
+// atomically. It reports whether the content changed.
+func WriteSum(dir string) (bool, error) {
+	entries, err := ComputeSum(os.DirFS(dir))
+	if err != nil {
+		return false, err
+	}
+	data := FormatSum(entries)
+	path := filepath.Join(dir, SumFile)
+	if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, data) {
+		return false, nil
+	}
+	tmp, err := os.CreateTemp(dir, ".shoal.sum.*")
+	if err != nil {
+		return false, err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return false, err
+	}
+	if err := tmp.Close(); err != nil {
+		return false, err
+	}
+	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
+		return false, err
+	}
+	return true, os.Rename(tmp.Name(), path)
+}
+
+// SumSides reads a sum file that may hold git conflict markers and returns
+// the files listed outside any conflict or on "our" side (between <<<<<<<
+// and =======): the ones the current branch already had.
+func SumSides(data []byte) (ours map[string]bool) {
+	ours = map[string]bool{}
+	side := 0 // 0 outside, 1 ours, 2 base, 3 theirs
+	for _, l := range strings.Split(string(data), "\n") {
+		t := strings.TrimSpace(l)
+		switch {
+		case strings.HasPrefix(t, "<<<<<<<"):
+			side = 1
+			continue
+		case strings.HasPrefix(t, "|||||||"):
+			side = 2
+			continue
+		case strings.HasPrefix(t, "======="):
+			side = 3
+			continue
+		case strings.HasPrefix(t, ">>>>>>>"):
+			side = 0
+			continue
+		}
+		f := strings.Fields(t)
+		if (side == 0 || side == 1) && len(f) == 2 && f[0] != "total" && !strings.HasPrefix(t, "#") {
+			ours[f[0]] = true
+		}
+	}
+	return ours
+}

@@ -1,0 +1,173 @@
+// Package local runs a whole fleet migration in one process: an embedded
+// NATS server with JetStream, the producer and N workers (`shoal run`).
+package local
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/shoal-dev/shoal/engine"
+	"github.com/shoal-dev/shoal/fleet"
+	"github.com/shoal-dev/shoal/fleet/embedded"
+	"github.com/shoal-dev/shoal/producer"
+	"github.com/shoal-dev/shoal/worker"
+	"go.uber.org/zap"
+)
+
+// Engine is what a local run needs of the engine.
+type Engine interface {
+	worker.Migrator
+	Version(ctx context.Context, path string) (int64, error)
+}
+
+// Options configure a local run.
+type Options struct {
+	Engine  Engine
+	Root    string
+	Pattern string
+	RunID   string // default: a new run id
+	// Workers is the number of workers (each migrates one DB at a time).
+	Workers  int
+	Settings fleet.Settings
+	Backup   engine.BackupOptions
+	NoBackup bool
+	// Backoff before retrying a failed job (default 1s in a local run).
+	Backoff time.Duration
+	Logger  *zap.Logger
+	// Progress is called about every ProgressEvery while the run goes on,
+	// and once at the end.
+	Progress      func(t *fleet.Tracker)
+	ProgressEvery time.Duration
+	// Server, when set, is used instead of starting an embedded one.
+	Server *embedded.Server
+}
+
+// Run migrates every DB under Root matching Pattern and returns the report
+// (one final result per DB). The error is about the run itself (NATS, the
+// walk); DBs that did not reach head are in the report.
+func Run(ctx context.Context, o Options) (*fleet.Report, error) {
+	if o.Workers <= 0 {
+		o.Workers = 4
+	}
+	if o.RunID == "" {
+		o.RunID = fleet.NewRunID(time.Now())
+	}
+	if o.Backoff <= 0 {
+		o.Backoff = time.Second
+	}
+	log := o.Logger
+	if log == nil {
+		log = zap.NewNop()
+	}
+	srv := o.Server
+	if srv == nil {
+		var err error
+		srv, err = embedded.Start(embedded.Options{DontListen: true})
+		if err != nil {
+			return nil, err
+		}
+		defer srv.Shutdown()
+	}
+	connect := func(name string) (*nats.Conn, error) {
+		return srv.Conn(nats.Name(name), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	}
+	nc, err := connect("shoal run")
+	if err != nil {
+		return nil, fmt.Errorf("embedded NATS: %w", err)
+	}
+	defer nc.Close()
+	js, err := fleet.Check(ctx, nc)
+	if err != nil {
+		return nil, err
+	}
+	if _, _, err := fleet.Provision(ctx, js, o.Settings, fleet.DefaultNode); err != nil {
+		return nil, err
+	}
+
+	start := time.Now()
+	t := fleet.NewTracker(o.RunID, start)
+	wctx, stopWorkers := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopWorkers()
+	var wg sync.WaitGroup
+	var conns []*nats.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for i := range o.Workers {
+		wnc, err := connect(fmt.Sprintf("shoal run worker %d", i+1))
+		if err != nil {
+			return nil, err
+		}
+		conns = append(conns, wnc)
+		wjs, err := fleet.Check(ctx, wnc)
+		if err != nil {
+			return nil, err
+		}
+		w, err := worker.New(wnc, wjs, worker.Options{
+			Engine: o.Engine, Concurrency: 1, Name: fmt.Sprintf("run-worker-%d", i+1), Settings: o.Settings,
+			Backoff: o.Backoff, Backup: o.Backup, NoBackup: o.NoBackup, Logger: log, PollWait: 250 * time.Millisecond,
+		})
+		if err != nil {
+			return nil, err
+		}
+		if err := w.Provision(ctx); err != nil {
+			return nil, err
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = w.Run(wctx)
+		}()
+	}
+	stop := func() {
+		stopWorkers()
+		wg.Wait()
+	}
+
+	followCtx, stopFollow := context.WithCancel(ctx)
+	defer stopFollow()
+	followErr := make(chan error, 1)
+	go func() {
+		every := o.ProgressEvery
+		if every <= 0 {
+			every = time.Second
+		}
+		followErr <- fleet.Follow(followCtx, js, o.Settings.Names, o.RunID, t, fleet.FollowOptions{
+			Follow: true, UntilComplete: true, NoManifest: true, TickEvery: every,
+			Tick: func() {
+				if o.Progress != nil {
+					o.Progress(t)
+				}
+			},
+		})
+	}()
+	st, err := producer.Produce(ctx, js, producer.Options{
+		Root: o.Root, Pattern: o.Pattern, RunID: o.RunID, Engine: o.Engine, Names: o.Settings.Names, Logger: log,
+	})
+	if err != nil {
+		stopFollow()
+		<-followErr
+		stop()
+		return t.Report(time.Now()), err
+	}
+	t.SetTotal(st.Jobs)
+	ferr := <-followErr
+	stop()
+	if o.Progress != nil {
+		o.Progress(t)
+	}
+	rep := t.Report(time.Now())
+	if ferr != nil && !errors.Is(ferr, context.Canceled) {
+		return rep, ferr
+	}
+	if err := ctx.Err(); err != nil {
+		return rep, err
+	}
+	return rep, nil
+}

@@ -1,0 +1,206 @@
+// Package fleet holds what the producer, the workers and the fleet commands
+// share: the messages on NATS (jobs, results, run manifests, reports), the
+// connection and provisioning of JetStream streams and consumers, the
+// streaming walk of a fleet's storage and the local fleet status.
+package fleet
+
+import (
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/shoal-dev/shoal/engine"
+)
+
+// Priorities of a job.
+const (
+	PriorityNormal = "normal"
+	PriorityHigh   = "high"
+)
+
+// Outcomes lists every result outcome in the order reports show them.
+var Outcomes = []string{
+	engine.OutcomeMigrated, engine.OutcomeCurrent, engine.OutcomeFailed,
+	engine.OutcomeUnmanaged, engine.OutcomeAhead, engine.OutcomeChanged,
+	engine.OutcomeOutOfOrder, engine.OutcomeCorrupt,
+}
+
+// AtHead reports whether an outcome leaves the DB at the run's target.
+func AtHead(outcome string) bool {
+	return outcome == engine.OutcomeMigrated || outcome == engine.OutcomeCurrent
+}
+
+// Job asks a worker to migrate one tenant DB. Published on
+// shoal.jobs.<node> (bulk) or shoal.jobs.<node>.high (enqueue).
+type Job struct {
+	RunID  string `json:"run_id"`
+	Tenant string `json:"tenant"`
+	Path   string `json:"path"`
+	// Target is the version to migrate to: the producer's head (0: the
+	// worker's head).
+	Target      int64     `json:"target"`
+	RequestedAt time.Time `json:"requested_at"`
+	Priority    string    `json:"priority"`
+}
+
+// Result is what a worker did with one job, published on
+// shoal.results.<run_id>. Every key is always present: From/To are null
+// when the DB's version could not be read (refusals), Backup and Error null
+// when there is none, Applied an array, never null.
+type Result struct {
+	RunID      string           `json:"run_id"`
+	Tenant     string           `json:"tenant"`
+	Path       string           `json:"path"`
+	Outcome    string           `json:"outcome"`
+	From       *int64           `json:"from"`
+	To         *int64           `json:"to"`
+	Applied    []engine.Applied `json:"applied"`
+	Backup     *string          `json:"backup"`
+	Error      *string          `json:"error"`
+	Attempt    int              `json:"attempt"`
+	Worker     string           `json:"worker"`
+	DurationMs int64            `json:"duration_ms"`
+	At         time.Time        `json:"at"`
+}
+
+// MarshalJSON keeps lists as arrays even when the struct holds nil.
+func (r Result) MarshalJSON() ([]byte, error) {
+	type plain Result
+	p := plain(r)
+	if p.Applied == nil {
+		p.Applied = []engine.Applied{}
+	}
+	return json.Marshal(p)
+}
+
+// Int64 and String return pointers for the nullable Result fields.
+func Int64(v int64) *int64 { return &v }
+
+// String returns a pointer to s, or nil for "".
+func String(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
+// Manifest describes a run: published by the producer on
+// shoal.results.<run_id>.manifest when the walk starts (Complete false) and
+// when it ends (Complete true, Total = jobs in the run), so readers of the
+// results know when every DB has reported.
+type Manifest struct {
+	RunID      string     `json:"run_id"`
+	Root       string     `json:"root"`
+	Pattern    string     `json:"pattern"`
+	Node       string     `json:"node"`
+	OnlyBehind bool       `json:"only_behind"`
+	Head       int64      `json:"head"`
+	Complete   bool       `json:"complete"`
+	Total      int        `json:"total"`
+	Skipped    int        `json:"skipped"`
+	StartedAt  time.Time  `json:"started_at"`
+	FinishedAt *time.Time `json:"finished_at"`
+}
+
+// Summary counts a report's results. It marshals as
+// {"total", "migrated", ..., "corrupt", "pending", "duration_ms"}: every
+// outcome key present, pending = tenants of the run with no result yet.
+type Summary struct {
+	Total      int
+	Counts     map[string]int
+	Pending    int
+	DurationMs int64
+}
+
+// MarshalJSON writes the keys in a fixed order.
+func (s Summary) MarshalJSON() ([]byte, error) {
+	var b strings.Builder
+	fmt.Fprintf(&b, `{"total":%d`, s.Total)
+	for _, o := range Outcomes {
+		fmt.Fprintf(&b, `,%q:%d`, o, s.Counts[o])
+	}
+	fmt.Fprintf(&b, `,"pending":%d,"duration_ms":%d}`, s.Pending, s.DurationMs)
+	return []byte(b.String()), nil
+}
+
+// UnmarshalJSON reads what MarshalJSON writes.
+func (s *Summary) UnmarshalJSON(data []byte) error {
+	var m map[string]int64
+	if err := json.Unmarshal(data, &m); err != nil {
+		return err
+	}
+	s.Counts = map[string]int{}
+	for k, v := range m {
+		switch k {
+		case "total":
+			s.Total = int(v)
+		case "pending":
+			s.Pending = int(v)
+		case "duration_ms":
+			s.DurationMs = v
+		default:
+			s.Counts[k] = int(v)
+		}
+	}
+	return nil
+}
+
+// Report is the --report file and `results --json`: one entry per DB, its
+// final result.
+type Report struct {
+	RunID     string   `json:"run_id"`
+	Summary   Summary  `json:"summary"`
+	Databases []Result `json:"databases"`
+}
+
+// MarshalJSON keeps Databases an array.
+func (r Report) MarshalJSON() ([]byte, error) {
+	type plain Report
+	p := plain(r)
+	if p.Databases == nil {
+		p.Databases = []Result{}
+	}
+	return json.Marshal(p)
+}
+
+// OK reports whether every DB of the run reported and ended at head.
+func (r *Report) OK() bool {
+	if r.Summary.Pending > 0 {
+		return false
+	}
+	for _, d := range r.Databases {
+		if !AtHead(d.Outcome) {
+			return false
+		}
+	}
+	return true
+}
+
+// Failed lists the results that did not end at head.
+func (r *Report) Failed() []Result {
+	var out []Result
+	for _, d := range r.Databases {
+		if !AtHead(d.Outcome) {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+
+// ValidName checks a run id, node name or NATS name prefix: one subject
+// token, usable in consumer names.
+func ValidName(kind, s string) error {
+	if !nameRE.MatchString(s) || len(s) > 128 {
+		return fmt.Errorf("invalid %s %q: use letters, digits, '-' and '_' (at most 128)", kind, s)
+	}
+	return nil
+}
+
+// NewRunID returns a run id from the time: run-20260130T101500Z-1a2b.
+func NewRunID(now time.Time) string {
+	return fmt.Sprintf("run-%s-%04x", now.UTC().Format("20060102T150405Z"), now.Nanosecond()&0xffff)
+}

@@ -1,0 +1,145 @@
+package fleet
+
+import (
+	"encoding/json"
+	"reflect"
+	"sort"
+	"testing"
+	"time"
+)
+
+func keys(t *testing.T, data []byte) []string {
+	t.Helper()
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(data, &m); err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func TestResultJSONEveryKey(t *testing.T) {
+	data, err := json.Marshal(Result{RunID: "r", Tenant: "a/app.db", Outcome: "unmanaged"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"applied", "at", "attempt", "backup", "duration_ms", "error", "from", "outcome", "path", "run_id", "tenant", "to", "worker"}
+	if got := keys(t, data); !reflect.DeepEqual(got, want) {
+		t.Fatalf("keys %v, want %v", got, want)
+	}
+	var m map[string]any
+	json.Unmarshal(data, &m)
+	if _, ok := m["applied"].([]any); !ok {
+		t.Fatalf("applied is %#v, want []", m["applied"])
+	}
+	for _, k := range []string{"from", "to", "backup", "error"} {
+		if m[k] != nil {
+			t.Fatalf("%s = %#v, want null", k, m[k])
+		}
+	}
+	// and through a pointer
+	r := &Result{}
+	data, _ = json.Marshal(r)
+	if !json.Valid(data) || len(keys(t, data)) != len(want) {
+		t.Fatal(string(data))
+	}
+}
+
+func TestJobAndManifestJSON(t *testing.T) {
+	data, _ := json.Marshal(Job{})
+	want := []string{"path", "priority", "requested_at", "run_id", "target", "tenant"}
+	if got := keys(t, data); !reflect.DeepEqual(got, want) {
+		t.Fatalf("job keys %v, want %v", got, want)
+	}
+}
+
+func TestReportJSON(t *testing.T) {
+	tr := NewTracker("r1", time.Now())
+	rep := tr.Report(time.Now())
+	data, _ := json.Marshal(rep)
+	if got := keys(t, data); !reflect.DeepEqual(got, []string{"databases", "run_id", "summary"}) {
+		t.Fatal(got)
+	}
+	var m map[string]map[string]any
+	json.Unmarshal(data, &m)
+	var raw map[string]json.RawMessage
+	json.Unmarshal(data, &raw)
+	if string(raw["databases"]) != "[]" {
+		t.Fatalf("databases = %s, want []", raw["databases"])
+	}
+	sum := m["summary"]
+	for _, k := range append([]string{"total", "pending", "duration_ms"}, Outcomes...) {
+		if _, ok := sum[k]; !ok {
+			t.Fatalf("summary lacks %q: %s", k, data)
+		}
+	}
+	var back Report
+	if err := json.Unmarshal(data, &back); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestTrackerLaterResultReplacesEarlier(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	tr := NewTracker("r", t0)
+	tr.SetTotal(2)
+	tr.Add(Result{Tenant: "a", Outcome: "failed", Attempt: 1, At: t0.Add(time.Second)})
+	tr.Add(Result{Tenant: "b", Outcome: "migrated", At: t0.Add(time.Second)})
+	if !tr.Complete() {
+		t.Fatal("2 of 2 tenants reported: complete")
+	}
+	rep := tr.Report(t0.Add(time.Minute))
+	if rep.OK() || len(rep.Failed()) != 1 {
+		t.Fatal("a failed: not ok")
+	}
+	tr.Add(Result{Tenant: "a", Outcome: "migrated", Attempt: 1, At: t0.Add(2 * time.Second)})
+	// an older result arriving late does not replace a newer one
+	tr.Add(Result{Tenant: "b", Outcome: "failed", At: t0})
+	rep = tr.Report(t0.Add(time.Minute))
+	if !rep.OK() || len(rep.Databases) != 2 {
+		t.Fatalf("report %+v", rep)
+	}
+	if rep.Summary.Total != 2 || rep.Summary.Counts["migrated"] != 2 || rep.Summary.Counts["failed"] != 0 || rep.Summary.Pending != 0 {
+		t.Fatalf("summary %+v", rep.Summary)
+	}
+	if rep.Databases[0].Tenant != "a" {
+		t.Fatal("sorted by tenant")
+	}
+	// pending tenants make a report not OK
+	tr.SetTotal(3)
+	if rep := tr.Report(time.Now()); rep.OK() || rep.Summary.Pending != 1 {
+		t.Fatalf("pending %+v", rep.Summary)
+	}
+}
+
+func TestCheckServerVersion(t *testing.T) {
+	for v, ok := range map[string]bool{"2.9.0": true, "2.9.10": true, "2.10.1": true, "2.15.2": true, "3.0.0": true,
+		"2.8.4": false, "1.4.1": false, "v2.9.10": true, "2.11.0-beta.1": true, "": false, "x": false} {
+		err := CheckServerVersion(v)
+		if (err == nil) != ok {
+			t.Errorf("%q: err %v, want ok=%v", v, err, ok)
+		}
+	}
+}
+
+func TestValidName(t *testing.T) {
+	for s, ok := range map[string]bool{"default": true, "eu-1": true, "a_b": true, "a.b": false, "": false, "a b": false, "*": false, ">": false} {
+		if err := ValidName("node", s); (err == nil) != ok {
+			t.Errorf("%q: %v", s, err)
+		}
+	}
+}
+
+func TestFormatProgress(t *testing.T) {
+	got := FormatProgress(Progress{Done: 5, Total: 10, Rate: 2.5, ETA: 2 * time.Second, Failed: 1})
+	if got != "5/10 done (50%), 2.5/s, ETA 2s, 1 failed" {
+		t.Fatal(got)
+	}
+	if got := FormatProgress(Progress{Done: 3, Total: -1}); got != "3/? done (still scanning), 0.0/s, 0 failed" {
+		t.Fatal(got)
+	}
+}

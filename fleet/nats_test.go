@@ -1,0 +1,119 @@
+package fleet_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/shoal-dev/shoal/fleet"
+	"github.com/shoal-dev/shoal/fleet/fleettest"
+)
+
+// Provisioning is idempotent and safe to run concurrently from many
+// components; the consumers carry the settings.
+func TestProvisionIdempotent(t *testing.T) {
+	t.Parallel()
+	srv := fleettest.StartEmbedded(t, "", 0)
+	_, js := fleettest.Connect(t, srv.URL)
+	s := fleet.Settings{AckWait: 7 * time.Second, MaxDeliver: 4}
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, _, err := fleet.Provision(context.Background(), js, s, "eu")
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx := context.Background()
+	st, err := js.Stream(ctx, fleet.DefaultJobsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := st.CachedInfo().Config
+	if cfg.Retention != jetstream.WorkQueuePolicy || cfg.Storage != jetstream.FileStorage || cfg.Subjects[0] != "shoal.jobs.>" {
+		t.Fatalf("jobs stream %+v", cfg)
+	}
+	rs, err := js.Stream(ctx, fleet.DefaultResultsStream)
+	if err != nil || rs.CachedInfo().Config.Retention != jetstream.LimitsPolicy || rs.CachedInfo().Config.Subjects[0] != "shoal.results.>" {
+		t.Fatalf("results stream: %v", err)
+	}
+	for name, filter := range map[string]string{"shoal_eu": "shoal.jobs.eu", "shoal_eu_high": "shoal.jobs.eu.high"} {
+		c, err := js.Consumer(ctx, fleet.DefaultJobsStream, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cc := c.CachedInfo().Config
+		if cc.FilterSubject != filter || cc.AckWait != 7*time.Second || cc.MaxDeliver != 4 || cc.AckPolicy != jetstream.AckExplicitPolicy || cc.Durable != name {
+			t.Fatalf("%s: %+v", name, cc)
+		}
+	}
+	// Changing settings updates the consumers.
+	s.AckWait = 9 * time.Second
+	if _, bulk, err := fleet.Provision(ctx, js, s, "eu"); err != nil || bulk.CachedInfo().Config.AckWait != 9*time.Second {
+		t.Fatalf("update: %v", err)
+	}
+	// Custom names.
+	n := fleet.Names{JobsStream: "J2", ResultsStream: "R2", JobsPrefix: "x.jobs", ResultsPrefix: "x.results", Consumer: "c"}
+	if _, _, err := fleet.Provision(ctx, js, fleet.Settings{Names: n}, "default"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Consumer(ctx, "J2", "c_default_high"); err != nil {
+		t.Fatal(err)
+	}
+	// A stream with the wrong retention is refused with a clear error.
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "BAD", Subjects: []string{"bad.>"}}); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = fleet.Provision(ctx, js, fleet.Settings{Names: fleet.Names{JobsStream: "BAD", JobsPrefix: "bad", ResultsStream: "R3", ResultsPrefix: "r3"}}, "default")
+	if err == nil || !strings.Contains(err.Error(), "retention") {
+		t.Fatalf("wrong retention: %v", err)
+	}
+}
+
+// An account without room for the streams gets an error saying so.
+func TestProvisionNoRoom(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "nats.conf")
+	os.WriteFile(conf, []byte(fmt.Sprintf(`
+listen: "127.0.0.1:-1"
+jetstream { store_dir: %q }
+accounts { T: { jetstream: { max_streams: 1, max_file: 10MB, max_mem: 1MB }, users: [ {user: t, password: t} ] } }
+`, dir)), 0o644)
+	opts, err := server.ProcessConfigFile(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.NoLog, opts.NoSigs = true, true
+	ns, err := server.NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns.Start()
+	defer ns.Shutdown()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("not ready")
+	}
+	url := strings.Replace(ns.ClientURL(), "nats://", "nats://t:t@", 1)
+	_, js := fleettest.Connect(t, url)
+	err = fleet.ProvisionStreams(context.Background(), js, fleet.Settings{})
+	if err == nil || !strings.Contains(err.Error(), "no room") {
+		t.Fatalf("got %v, want an error saying the account has no room", err)
+	}
+}

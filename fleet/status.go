@@ -1,0 +1,102 @@
+package fleet
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"sync"
+
+	"github.com/shoal-dev/shoal/engine"
+)
+
+// Versioner is the part of the engine the fleet status and the producer's
+// --only-behind use: a read of a DB's version without the write lock.
+type Versioner interface {
+	Head() int64
+	Version(ctx context.Context, path string) (int64, error)
+}
+
+// FleetStatus is `shoal fleet status --json`. Lists hold tenant ids, sorted,
+// never null. Errors lists DBs whose version could not be read for another
+// reason (permissions, I/O), as "tenant: error".
+type FleetStatus struct {
+	Head      int64          `json:"head"`
+	Versions  map[string]int `json:"versions"`
+	Behind    []string       `json:"behind"`
+	Ahead     []string       `json:"ahead"`
+	Unmanaged []string       `json:"unmanaged"`
+	Corrupt   []string       `json:"corrupt"`
+	Errors    []string       `json:"errors"`
+	Total     int            `json:"total"`
+}
+
+// AtHead reports whether every DB is at head.
+func (s *FleetStatus) AtHead() bool {
+	return len(s.Behind)+len(s.Ahead)+len(s.Unmanaged)+len(s.Corrupt)+len(s.Errors) == 0
+}
+
+// Status walks root and reads every DB's version with `workers` goroutines.
+func Status(ctx context.Context, e Versioner, root, pattern string, workers int) (*FleetStatus, error) {
+	if workers <= 0 {
+		workers = 4
+	}
+	st := &FleetStatus{Head: e.Head(), Versions: map[string]int{}, Behind: []string{}, Ahead: []string{},
+		Unmanaged: []string{}, Corrupt: []string{}, Errors: []string{}}
+	type item struct{ tenant, path string }
+	ch := make(chan item, workers*4)
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for it := range ch {
+				v, err := e.Version(ctx, it.path)
+				mu.Lock()
+				st.Total++
+				switch {
+				case err == nil && v == st.Head:
+					st.Versions[strconv.FormatInt(v, 10)]++
+				case err == nil && v < st.Head:
+					st.Versions[strconv.FormatInt(v, 10)]++
+					st.Behind = append(st.Behind, it.tenant)
+				case err == nil:
+					st.Versions[strconv.FormatInt(v, 10)]++
+					st.Ahead = append(st.Ahead, it.tenant)
+				case errors.Is(err, engine.ErrAhead):
+					st.Ahead = append(st.Ahead, it.tenant)
+				case errors.Is(err, engine.ErrUnmanaged):
+					st.Unmanaged = append(st.Unmanaged, it.tenant)
+				case errors.Is(err, engine.ErrCorrupt):
+					st.Corrupt = append(st.Corrupt, it.tenant)
+				case ctx.Err() != nil:
+				default:
+					st.Errors = append(st.Errors, fmt.Sprintf("%s: %v", it.tenant, err))
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	werr := Walk(ctx, root, pattern, func(tenant, path string) error {
+		select {
+		case ch <- item{tenant, path}:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	})
+	close(ch)
+	wg.Wait()
+	if werr != nil {
+		return nil, werr
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	for _, l := range [][]string{st.Behind, st.Ahead, st.Unmanaged, st.Corrupt, st.Errors} {
+		sort.Strings(l)
+	}
+	return st, nil
+}

@@ -1,0 +1,134 @@
+package fleet
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+)
+
+// DefaultPattern matches one DB file per tenant directory.
+const DefaultPattern = "*/*.db"
+
+// readBatch is how many directory entries the walk reads at a time: a
+// directory of 100,000 tenants is never held in memory.
+const readBatch = 256
+
+// ValidatePattern checks a --pattern: relative, '/'-separated segments,
+// each a valid filepath.Match pattern.
+func ValidatePattern(pattern string) error {
+	if pattern == "" {
+		return errors.New("empty --pattern")
+	}
+	if strings.HasPrefix(pattern, "/") || filepath.IsAbs(pattern) {
+		return fmt.Errorf("--pattern %q must be relative to --root", pattern)
+	}
+	for _, seg := range strings.Split(pattern, "/") {
+		if seg == "" || seg == "." || seg == ".." {
+			return fmt.Errorf("--pattern %q: empty, '.' or '..' segment", pattern)
+		}
+		if _, err := filepath.Match(seg, ""); err != nil {
+			return fmt.Errorf("--pattern %q: segment %q: %v", pattern, seg, err)
+		}
+	}
+	return nil
+}
+
+// Walk calls fn for every regular file under root whose path relative to
+// root matches pattern, segment by segment with filepath.Match rules (so
+// "*" never crosses a '/'). tenant is that relative path (with '/'), path
+// the file's path (root joined). The walk streams: it reads directories in
+// batches and descends only as deep as the pattern, so memory does not grow
+// with the number of tenants. Order is the directories' order on disk.
+// An unreadable directory stops the walk with an error naming it, since a
+// partial fleet must not look whole.
+func Walk(ctx context.Context, root, pattern string, fn func(tenant, path string) error) error {
+	if err := ValidatePattern(pattern); err != nil {
+		return err
+	}
+	st, err := os.Stat(root)
+	if err != nil {
+		return fmt.Errorf("--root %s: %w", root, err)
+	}
+	if !st.IsDir() {
+		return fmt.Errorf("--root %s is not a directory", root)
+	}
+	segs := strings.Split(pattern, "/")
+	return walkDir(ctx, root, "", segs, fn)
+}
+
+func hasMeta(seg string) bool { return strings.ContainsAny(seg, `*?[\`) }
+
+func walkDir(ctx context.Context, dir, rel string, segs []string, fn func(tenant, path string) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	seg, last := segs[0], len(segs) == 1
+	visit := func(name string, isDir, isFile bool) error {
+		full := filepath.Join(dir, name)
+		relName := name
+		if rel != "" {
+			relName = path.Join(rel, name)
+		}
+		if last {
+			if isFile {
+				return fn(relName, full)
+			}
+			return nil
+		}
+		if isDir {
+			return walkDir(ctx, full, relName, segs[1:], fn)
+		}
+		return nil
+	}
+	if !hasMeta(seg) {
+		// A literal segment: one stat, no directory listing.
+		st, err := os.Stat(filepath.Join(dir, seg))
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		return visit(seg, st.IsDir(), st.Mode().IsRegular())
+	}
+	f, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("cannot read %s: %w", dir, err)
+	}
+	defer f.Close()
+	for {
+		ents, err := f.ReadDir(readBatch)
+		for _, e := range ents {
+			ok, _ := filepath.Match(seg, e.Name())
+			if !ok {
+				continue
+			}
+			isDir, isFile := e.IsDir(), e.Type().IsRegular()
+			if e.Type()&fs.ModeSymlink != 0 {
+				st, serr := os.Stat(filepath.Join(dir, e.Name()))
+				if serr != nil {
+					continue // dangling link
+				}
+				isDir, isFile = st.IsDir(), st.Mode().IsRegular()
+			}
+			if verr := visit(e.Name(), isDir, isFile); verr != nil {
+				return verr
+			}
+		}
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("cannot read %s: %w", dir, err)
+		}
+		if len(ents) == 0 {
+			return nil
+		}
+	}
+}

@@ -1,0 +1,118 @@
+package fleet
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"sort"
+	"testing"
+)
+
+func touch(t *testing.T, root string, rels ...string) {
+	t.Helper()
+	for _, r := range rels {
+		p := filepath.Join(root, filepath.FromSlash(r))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func walkAll(t *testing.T, root, pattern string) []string {
+	t.Helper()
+	var got []string
+	err := Walk(context.Background(), root, pattern, func(tenant, path string) error {
+		if path != filepath.Join(root, filepath.FromSlash(tenant)) {
+			t.Fatalf("path %s for tenant %s", path, tenant)
+		}
+		got = append(got, tenant)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sort.Strings(got)
+	return got
+}
+
+func TestWalkPatternSemantics(t *testing.T) {
+	root := t.TempDir()
+	touch(t, root,
+		"a/app.db", "b/app.db", "b/other.db", "b/app.db-wal", "c/deep/app.db", "top.db",
+		"d/app.db.20260101T000000.000000000.bak", "e/x.sqlite", ".hidden/app.db")
+	os.MkdirAll(filepath.Join(root, "dir.db"), 0o755) // a directory named like a DB is not a DB
+	os.MkdirAll(filepath.Join(root, "f", "sub.db"), 0o755)
+	for _, tc := range []struct {
+		pattern string
+		want    []string
+	}{
+		{"*/*.db", []string{".hidden/app.db", "a/app.db", "b/app.db", "b/other.db"}},
+		{"*.db", []string{"top.db"}},
+		{"*/app.db", []string{".hidden/app.db", "a/app.db", "b/app.db"}},
+		{"*/*/*.db", []string{"c/deep/app.db"}},
+		{"b/*.db", []string{"b/app.db", "b/other.db"}},
+		{"[ab]/app.db", []string{"a/app.db", "b/app.db"}},
+		{"?/app.db", []string{"a/app.db", "b/app.db"}},
+		{"*/*.sqlite", []string{"e/x.sqlite"}},
+		{"nope/*.db", nil},
+	} {
+		if got := walkAll(t, root, tc.pattern); !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("%s: got %v, want %v", tc.pattern, got, tc.want)
+		}
+	}
+}
+
+func TestWalkErrors(t *testing.T) {
+	root := t.TempDir()
+	for _, p := range []string{"", "/abs/*.db", "a//b", "../*.db", "[", "a/[x"} {
+		if err := Walk(context.Background(), root, p, func(string, string) error { return nil }); err == nil {
+			t.Errorf("pattern %q accepted", p)
+		}
+	}
+	if err := Walk(context.Background(), filepath.Join(root, "missing"), "*/*.db", func(string, string) error { return nil }); err == nil {
+		t.Error("missing root accepted")
+	}
+}
+
+// The walk streams: fn sees tenants while the directory is still being
+// read, and stopping early reads no further.
+func TestWalkStreamsAndStops(t *testing.T) {
+	root := t.TempDir()
+	const n = 3 * readBatch
+	for i := range n {
+		touch(t, root, fmt.Sprintf("t%05d/app.db", i))
+	}
+	stop := errors.New("stop")
+	calls := 0
+	err := Walk(context.Background(), root, "*/app.db", func(string, string) error {
+		calls++
+		if calls == 10 {
+			return stop
+		}
+		return nil
+	})
+	if !errors.Is(err, stop) || calls != 10 {
+		t.Fatalf("err %v after %d calls", err, calls)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	calls = 0
+	err = Walk(ctx, root, "*/app.db", func(string, string) error {
+		calls++
+		if calls == 5 {
+			cancel()
+		}
+		return nil
+	})
+	if !errors.Is(err, context.Canceled) || calls > readBatch {
+		t.Fatalf("cancelled walk: err %v after %d calls", err, calls)
+	}
+	if got := walkAll(t, root, "*/app.db"); len(got) != n {
+		t.Fatalf("%d tenants, want %d", len(got), n)
+	}
+}
