@@ -204,3 +204,22 @@ func ValidName(kind, s string) error {
 func NewRunID(now time.Time) string {
 	return fmt.Sprintf("run-%s-%04x", now.UTC().Format("20060102T150405Z"), now.Nanosecond()&0xffff)
 }
+
+// NewResult is the result of one engine run on job's DB: the outcome from
+// the engine's result or error, every key filled.
+func NewResult(job Job, res *engine.Result, err error, attempt int, worker string, took time.Duration) Result {
+	r := Result{RunID: job.RunID, Tenant: job.Tenant, Path: job.Path, Attempt: attempt, Worker: worker,
+		Applied: []engine.Applied{}, At: time.Now().UTC(), DurationMs: took.Milliseconds()}
+	if res != nil {
+		r.From, r.To = Int64(res.From), Int64(res.To)
+		r.Applied = append(r.Applied, res.Applied...)
+		r.Backup = String(res.Backup)
+	}
+	if err != nil {
+		r.Outcome = engine.Outcome(err)
+		r.Error = String(err.Error())
+	} else {
+		r.Outcome = res.Outcome()
+	}
+	return r
+}

@@ -384,23 +384,7 @@ func (w *Worker) migrate(ctx context.Context, job fleet.Job) (res *engine.Result
 }
 
 func (w *Worker) result(job fleet.Job, res *engine.Result, err error, attempt int, start time.Time) fleet.Result {
-	r := fleet.Result{RunID: job.RunID, Tenant: job.Tenant, Path: job.Path, Attempt: attempt, Worker: w.o.Name,
-		Applied: []engine.Applied{}, At: time.Now().UTC(), DurationMs: time.Since(start).Milliseconds()}
-	if res != nil {
-		r.From, r.To = fleet.Int64(res.From), fleet.Int64(res.To)
-		if res.Applied != nil {
-			r.Applied = res.Applied
-		}
-		r.Backup = fleet.String(res.Backup)
-	}
-	if err != nil {
-		r.Outcome = engine.Outcome(err)
-		msg := err.Error()
-		r.Error = &msg
-	} else {
-		r.Outcome = res.Outcome()
-	}
-	return r
+	return fleet.NewResult(job, res, err, attempt, w.o.Name, time.Since(start))
 }
 
 func (w *Worker) backoff(attempt int) time.Duration {

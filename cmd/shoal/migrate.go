@@ -124,29 +124,10 @@ func printMigrate(c *cli.Context, res *engine.Result) {
 	}
 }
 
-// resultFor builds the contract's result object for one DB.
+// resultFor builds the contract's result object for one DB migrated from
+// the CLI: no run id, the file name as tenant, attempt 1.
 func resultFor(path string, res *engine.Result, err error, took time.Duration) fleet.Result {
 	host, _ := os.Hostname()
-	r := fleet.Result{
-		Tenant:     filepath.Base(path),
-		Path:       path,
-		Outcome:    engine.Outcome(err),
-		Applied:    []engine.Applied{},
-		Attempt:    1,
-		Worker:     fmt.Sprintf("%s/%d", host, os.Getpid()),
-		DurationMs: took.Milliseconds(),
-		At:         time.Now().UTC(),
-	}
-	if res != nil {
-		r.From, r.To = fleet.Int64(res.From), fleet.Int64(res.To)
-		r.Applied = append(r.Applied, res.Applied...)
-		r.Backup = fleet.String(res.Backup)
-		if err == nil {
-			r.Outcome = res.Outcome()
-		}
-	}
-	if err != nil {
-		r.Error = fleet.String(err.Error())
-	}
-	return r
+	job := fleet.Job{Tenant: filepath.Base(path), Path: path}
+	return fleet.NewResult(job, res, err, 1, fmt.Sprintf("%s/%d", host, os.Getpid()), took)
 }
