@@ -272,8 +272,20 @@ func ensureStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.Str
 
 // ProvisionConsumers creates or updates the node's durable pull consumers:
 // <consumer>_<node> on <jobs>.<node> and <consumer>_<node>_high on
-// <jobs>.<node>.high. Workers take from the high one first.
+// <jobs>.<node>.high. Workers take from the high one first. Workers and
+// `shoal nats setup` call it: their --ack-wait and --max-deliver apply.
 func ProvisionConsumers(ctx context.Context, js jetstream.JetStream, s Settings, node string) (high, bulk jetstream.Consumer, err error) {
+	return provisionConsumers(ctx, js, s, node, true)
+}
+
+// EnsureConsumers creates the node's consumers only where they are missing
+// and leaves existing ones as they are: the producer and enqueue call it, so
+// that publishing never resets the ack wait or max deliver the workers set.
+func EnsureConsumers(ctx context.Context, js jetstream.JetStream, s Settings, node string) (high, bulk jetstream.Consumer, err error) {
+	return provisionConsumers(ctx, js, s, node, false)
+}
+
+func provisionConsumers(ctx context.Context, js jetstream.JetStream, s Settings, node string, update bool) (high, bulk jetstream.Consumer, err error) {
 	s = s.withDefaults()
 	if err := ValidName("node", node); err != nil {
 		return nil, nil, err
@@ -289,6 +301,13 @@ func ProvisionConsumers(ctx context.Context, js jetstream.JetStream, s Settings,
 			DeliverPolicy: jetstream.DeliverAllPolicy,
 			MaxAckPending: 10000,
 			MaxWaiting:    512,
+		}
+		if !update {
+			if c, err := js.Consumer(ctx, s.JobsStream, cfg.Durable); err == nil {
+				return c, nil
+			} else if !errors.Is(err, jetstream.ErrConsumerNotFound) {
+				return nil, explain(fmt.Errorf("consumer %s on stream %s: %w", cfg.Durable, s.JobsStream, err), "")
+			}
 		}
 		c, err := js.CreateOrUpdateConsumer(ctx, s.JobsStream, cfg)
 		if err != nil {

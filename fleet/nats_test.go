@@ -117,3 +117,36 @@ accounts { T: { jetstream: { max_streams: 1, max_file: 10MB, max_mem: 1MB }, use
 		t.Fatalf("got %v, want an error saying the account has no room", err)
 	}
 }
+
+// The producer and enqueue create missing consumers but never reset the ack
+// wait and max deliver that workers (or `nats setup`) configured.
+func TestEnsureConsumersKeepsWorkerSettings(t *testing.T) {
+	t.Parallel()
+	srv := fleettest.StartEmbedded(t, "", 0)
+	_, js := fleettest.Connect(t, srv.URL)
+	ctx := context.Background()
+	// Nothing yet: EnsureConsumers creates them with its settings.
+	if _, _, err := fleet.Provision(ctx, js, fleet.Settings{}, "n1"); err != nil {
+		t.Fatal(err)
+	}
+	worker := fleet.Settings{AckWait: 5 * time.Second, MaxDeliver: 3}
+	if _, _, err := fleet.ProvisionConsumers(ctx, js, worker, "n1"); err != nil {
+		t.Fatal(err)
+	}
+	high, bulk, err := fleet.EnsureConsumers(ctx, js, fleet.Settings{}, "n1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []jetstream.Consumer{high, bulk} {
+		info, err := c.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.Config.AckWait != 5*time.Second || info.Config.MaxDeliver != 3 {
+			t.Fatalf("%s: ack wait %s, max deliver %d: the producer reset the workers' settings", info.Name, info.Config.AckWait, info.Config.MaxDeliver)
+		}
+	}
+	if _, _, err := fleet.EnsureConsumers(ctx, js, fleet.Settings{}, "n2"); err != nil {
+		t.Fatalf("missing consumers are created: %v", err)
+	}
+}

@@ -53,7 +53,7 @@ func nameFlags() []cli.Flag {
 func consumerFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.DurationFlag{Name: "ack-wait", Value: fleet.DefaultAckWait, Usage: "redeliver a job whose worker sent no ack or heartbeat for this long"},
-		&cli.IntFlag{Name: "max-deliver", Value: fleet.DefaultMaxDeliver, Usage: "attempts per job before its final result is `failed`"},
+		&cli.IntFlag{Name: "max-deliver", Value: fleet.DefaultMaxDeliver, Usage: "attempts per job before its final result is failed"},
 	}
 }
 

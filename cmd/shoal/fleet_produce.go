@@ -71,7 +71,7 @@ func produceAction(c *cli.Context) error {
 	if err := fleet.ProvisionStreams(ctx, js, s); err != nil {
 		return failure(err, "%v", err)
 	}
-	if _, _, err := fleet.ProvisionConsumers(ctx, js, s, c.String("node")); err != nil {
+	if _, _, err := fleet.EnsureConsumers(ctx, js, s, c.String("node")); err != nil {
 		return failure(err, "%v", err)
 	}
 
