@@ -237,3 +237,13 @@ func NormalizeSQL(s string) string {
 
 // isTight: no space is needed next to these characters.
 func isTight(c byte) bool { return c == '(' || c == ')' || c == ',' }
+
+// DescribeDiffs summarises schema differences on one line:
+// "different table users, missing index notes_user".
+func DescribeDiffs(d []SchemaDiff) string {
+	parts := make([]string, 0, len(d))
+	for _, x := range d {
+		parts = append(parts, x.Change+" "+x.Type+" "+x.Name)
+	}
+	return strings.Join(parts, ", ")
+}
