@@ -30,6 +30,9 @@ var (
 	ErrLocked = errors.New("database is locked by another migrator")
 	// ErrNoDown: a step on the way down has no down part.
 	ErrNoDown = errors.New("migration has no down part")
+	// ErrDrifted: the DB's schema differs from what its recorded version
+	// should have (someone changed it by hand); reported by verification.
+	ErrDrifted = errors.New("database schema drifted from its version")
 	// ErrReadOnly: the DB file or its directory is not writable by this process.
 	ErrReadOnly = errors.New("database is not writable")
 	// ErrForeignKey: the run introduced foreign-key violations.
@@ -46,6 +49,9 @@ const (
 	OutcomeChanged    = "changed"
 	OutcomeOutOfOrder = "out_of_order"
 	OutcomeCorrupt    = "corrupt"
+	// OutcomeDrifted extends the contract's list: a DB at its version whose
+	// schema differs from what that version should have (workers --verify).
+	OutcomeDrifted = "drifted"
 )
 
 // Outcome maps an engine error to the outcome reported in results: nil is
@@ -65,6 +71,8 @@ func Outcome(err error) string {
 		return OutcomeOutOfOrder
 	case errors.Is(err, ErrCorrupt):
 		return OutcomeCorrupt
+	case errors.Is(err, ErrDrifted):
+		return OutcomeDrifted
 	}
 	return OutcomeFailed
 }
@@ -73,7 +81,7 @@ func Outcome(err error) string {
 // retrying without an operator's action cannot succeed.
 func IsRefusal(err error) bool {
 	switch Outcome(err) {
-	case OutcomeUnmanaged, OutcomeAhead, OutcomeChanged, OutcomeOutOfOrder, OutcomeCorrupt:
+	case OutcomeUnmanaged, OutcomeAhead, OutcomeChanged, OutcomeOutOfOrder, OutcomeCorrupt, OutcomeDrifted:
 		return true
 	}
 	return false

@@ -24,7 +24,7 @@ const (
 var Outcomes = []string{
 	engine.OutcomeMigrated, engine.OutcomeCurrent, engine.OutcomeFailed,
 	engine.OutcomeUnmanaged, engine.OutcomeAhead, engine.OutcomeChanged,
-	engine.OutcomeOutOfOrder, engine.OutcomeCorrupt,
+	engine.OutcomeOutOfOrder, engine.OutcomeCorrupt, engine.OutcomeDrifted,
 }
 
 // AtHead reports whether an outcome leaves the DB at the run's target.

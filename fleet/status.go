@@ -29,21 +29,35 @@ type FleetStatus struct {
 	Unmanaged []string       `json:"unmanaged"`
 	Corrupt   []string       `json:"corrupt"`
 	Errors    []string       `json:"errors"`
-	Total     int            `json:"total"`
+	// Drifted lists DBs at head whose schema differs from what head should
+	// have; filled only with --verify (VerifyDrift), else empty.
+	Drifted []string `json:"drifted"`
+	Total   int      `json:"total"`
+}
+
+// DriftChecker compares a DB's schema with its version's (engine.Engine.Drift).
+type DriftChecker interface {
+	Drift(ctx context.Context, path string) ([]engine.SchemaDiff, error)
 }
 
 // AtHead reports whether every DB is at head.
 func (s *FleetStatus) AtHead() bool {
-	return len(s.Behind)+len(s.Ahead)+len(s.Unmanaged)+len(s.Corrupt)+len(s.Errors) == 0
+	return len(s.Behind)+len(s.Ahead)+len(s.Unmanaged)+len(s.Corrupt)+len(s.Errors)+len(s.Drifted) == 0
 }
 
 // Status walks root and reads every DB's version with `workers` goroutines.
-func Status(ctx context.Context, e Versioner, root, pattern string, workers int) (*FleetStatus, error) {
+// With verify (and an engine that is a DriftChecker), DBs at head also have
+// their schema compared with head's.
+func Status(ctx context.Context, e Versioner, root, pattern string, workers int, verify bool) (*FleetStatus, error) {
+	dc, _ := e.(DriftChecker)
+	if verify && dc == nil {
+		return nil, errors.New("fleet status: --verify needs an engine that can check drift")
+	}
 	if workers <= 0 {
 		workers = 4
 	}
 	st := &FleetStatus{Head: e.Head(), Versions: map[string]int{}, Behind: []string{}, Ahead: []string{},
-		Unmanaged: []string{}, Corrupt: []string{}, Errors: []string{}}
+		Unmanaged: []string{}, Corrupt: []string{}, Errors: []string{}, Drifted: []string{}}
 	type item struct{ tenant, path string }
 	ch := make(chan item, workers*4)
 	var mu sync.Mutex
@@ -54,7 +68,16 @@ func Status(ctx context.Context, e Versioner, root, pattern string, workers int)
 			defer wg.Done()
 			for it := range ch {
 				v, err := e.Version(ctx, it.path)
+				var drifted bool
+				if err == nil && v == st.Head && verify {
+					var diffs []engine.SchemaDiff
+					diffs, err = dc.Drift(ctx, it.path)
+					drifted = len(diffs) > 0
+				}
 				mu.Lock()
+				if drifted {
+					st.Drifted = append(st.Drifted, it.tenant)
+				}
 				st.Total++
 				switch {
 				case err == nil && v == st.Head:
@@ -95,7 +118,7 @@ func Status(ctx context.Context, e Versioner, root, pattern string, workers int)
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	for _, l := range [][]string{st.Behind, st.Ahead, st.Unmanaged, st.Corrupt, st.Errors} {
+	for _, l := range [][]string{st.Behind, st.Ahead, st.Unmanaged, st.Corrupt, st.Errors, st.Drifted} {
 		sort.Strings(l)
 	}
 	return st, nil

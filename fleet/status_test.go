@@ -21,7 +21,7 @@ func TestFleetStatus(t *testing.T) {
 	os.MkdirAll(filepath.Join(root, "c-1"), 0o755)
 	os.WriteFile(filepath.Join(root, "c-1", "app.db"), []byte("this is not a SQLite database, not at all, really not......................................................................"), 0o644)
 
-	st, err := fleet.Status(context.Background(), e, root, "*/app.db", 3)
+	st, err := fleet.Status(context.Background(), e, root, "*/app.db", 3, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,7 +54,7 @@ func TestFleetStatus(t *testing.T) {
 	}
 
 	// an empty fleet is at head, lists empty arrays
-	st, err = fleet.Status(context.Background(), e, t.TempDir(), "*/app.db", 2)
+	st, err = fleet.Status(context.Background(), e, t.TempDir(), "*/app.db", 2, false)
 	if err != nil || !st.AtHead() || st.Behind == nil || st.Ahead == nil {
 		t.Fatalf("empty: %+v %v", st, err)
 	}

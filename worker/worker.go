@@ -20,6 +20,11 @@ import (
 	"go.uber.org/zap"
 )
 
+// Verifier checks a DB's schema against its version (engine.Engine.Drift).
+type Verifier interface {
+	Drift(ctx context.Context, path string) ([]engine.SchemaDiff, error)
+}
+
 // Migrator is the part of the engine a worker uses.
 type Migrator interface {
 	Head() int64
@@ -44,6 +49,9 @@ type Options struct {
 	// something is pending). NoBackup disables backups.
 	Backup   engine.BackupOptions
 	NoBackup bool
+	// Verify compares each DB's schema, after migrating it, with what its
+	// version should have; a difference is the outcome "drifted".
+	Verify bool
 	// ShutdownTimeout bounds how long in-flight jobs may run after the
 	// worker is told to stop; then they are cancelled and nak'd (default 30s).
 	ShutdownTimeout time.Duration
@@ -380,7 +388,23 @@ func (w *Worker) migrate(ctx context.Context, job fleet.Job) (res *engine.Result
 		b := w.o.Backup
 		mo.Backup = &b
 	}
-	return w.o.Engine.Migrate(ctx, job.Path, mo)
+	res, err = w.o.Engine.Migrate(ctx, job.Path, mo)
+	if err != nil || !w.o.Verify {
+		return res, err
+	}
+	v, ok := w.o.Engine.(Verifier)
+	if !ok {
+		return res, errors.New("worker: --verify needs an engine that can check drift")
+	}
+	diffs, err := v.Drift(ctx, job.Path)
+	if err != nil {
+		return res, err
+	}
+	if len(diffs) > 0 {
+		return res, &engine.DBError{Path: job.Path, Kind: engine.ErrDrifted, Detail: engine.DescribeDiffs(diffs),
+			Hint: "run `shoal diff --db " + job.Path + "` and repair the DB or restore it from a backup"}
+	}
+	return res, nil
 }
 
 func (w *Worker) result(job fleet.Job, res *engine.Result, err error, attempt int, start time.Time) fleet.Result {

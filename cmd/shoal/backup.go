@@ -1,8 +1,6 @@
 package main
 
 import (
-	"encoding/json"
-
 	"github.com/shoal-dev/shoal/engine"
 	"github.com/urfave/cli/v2"
 )
@@ -52,7 +50,7 @@ func backupAction(c *cli.Context) error {
 		return failure(err, "%v", err)
 	}
 	if c.Bool("json") {
-		return json.NewEncoder(c.App.Writer).Encode(map[string]string{"backup": bak})
+		return printJSON(c, map[string]string{"backup": bak})
 	}
 	printf(c, "%s\n", bak)
 	return nil
@@ -108,7 +106,7 @@ func restoreAction(c *cli.Context) error {
 		if replaced != "" {
 			kept = replaced
 		}
-		return json.NewEncoder(c.App.Writer).Encode(map[string]any{"db": path, "restored_from": backup, "replaced": kept})
+		return printJSON(c, map[string]any{"db": path, "restored_from": backup, "replaced": kept})
 	}
 	if replaced == "" {
 		printf(c, "restored %s from %s (there was no database to replace)\n", path, backup)

@@ -2,9 +2,7 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"os/signal"
 	"strings"
@@ -176,13 +174,4 @@ func reportFailures(c *cli.Context, rep *fleet.Report) {
 		ids = append(ids, r.Tenant+" ("+r.Outcome+")")
 	}
 	fmt.Fprintf(c.App.ErrWriter, "shoal: %d databases not at head: %s\n", len(failed), strings.Join(ids, ", "))
-}
-
-func fleetJSON(w io.Writer, v any) {
-	data, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		fmt.Fprintf(w, "{\"error\": %q}\n", err.Error())
-		return
-	}
-	w.Write(append(data, '\n'))
 }

@@ -118,7 +118,7 @@ func enqueueAction(c *cli.Context) error {
 			tenant, c.Duration("timeout"), runID, c.String("node"), runID)
 	}
 	if c.Bool("json") {
-		fleetJSON(c.App.Writer, got)
+		printJSON(c, got)
 	} else {
 		rep := &fleet.Report{RunID: runID, Databases: []fleet.Result{*got}}
 		fleet.PrintResults(c.App.Writer, rep)

@@ -105,7 +105,7 @@ func fleetEnrollAction(c *cli.Context) error {
 		}
 	}
 	if c.Bool("json") {
-		fleetJSON(c.App.Writer, rep)
+		printJSON(c, rep)
 	} else {
 		printf(c, "%d databases: %d enrolled, %d already managed, %d refused, %d errors\n",
 			rep.Total, rep.Enrolled, rep.Managed, rep.Refused, rep.Errors)

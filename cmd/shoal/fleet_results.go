@@ -55,7 +55,7 @@ func resultsAction(c *cli.Context) error {
 	}
 	rep := t.Report(time.Now())
 	if c.Bool("json") {
-		fleetJSON(c.App.Writer, rep)
+		printJSON(c, rep)
 	} else {
 		if len(rep.Databases) == 0 {
 			printf(c, "run %s: no results (yet)\n", runID)

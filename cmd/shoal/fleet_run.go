@@ -73,7 +73,7 @@ func runAction(c *cli.Context) error {
 	fmt.Fprintf(c.App.ErrWriter, "run %s: migrating %s (%s) to version %d with %d workers\n", runID, root, c.String("pattern"), e.Head(), c.Int("workers"))
 	rep, err := local.Run(ctx, local.Options{
 		Engine: e, Root: root, Pattern: c.String("pattern"), RunID: runID, Workers: c.Int("workers"),
-		Settings: settings(c), Backup: backupOptions(c), NoBackup: c.Bool("no-backup"), Backoff: c.Duration("backoff"),
+		Settings: settings(c), Backup: backupOptions(c), NoBackup: c.Bool("no-backup"), Verify: c.Bool("verify"), Backoff: c.Duration("backoff"),
 		Logger: log, ProgressEvery: every,
 		Progress: func(t *fleet.Tracker) { pp.Show(t.Progress(time.Now()), time.Now()) },
 	})

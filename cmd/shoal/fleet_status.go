@@ -1,7 +1,6 @@
 package main
 
 import (
-	"fmt"
 	"sort"
 	"strconv"
 
@@ -24,6 +23,7 @@ func init() {
 					rootFlag(), patternFlag(), dirFlag(), busyTimeoutFlag(),
 					&cli.IntFlag{Name: "concurrency", Value: 8, Usage: "DBs read at once"},
 					&cli.BoolFlag{Name: "json", Usage: "print one JSON object"},
+					&cli.BoolFlag{Name: "verify", Usage: "also compare each DB at head with head's schema and list those that drifted (slower: reads every schema)"},
 				},
 				Action: fleetStatusAction,
 			},
@@ -45,12 +45,12 @@ func fleetStatusAction(c *cli.Context) error {
 	}
 	ctx, stop := signalContext(c)
 	defer stop()
-	st, err := fleet.Status(ctx, e, root, c.String("pattern"), c.Int("concurrency"))
+	st, err := fleet.Status(ctx, e, root, c.String("pattern"), c.Int("concurrency"), c.Bool("verify"))
 	if err != nil {
 		return failure(err, "%v", err)
 	}
 	if c.Bool("json") {
-		fleetJSON(c.App.Writer, st)
+		printJSON(c, st)
 	} else {
 		printf(c, "head %d, %d databases\n", st.Head, st.Total)
 		vs := make([]int64, 0, len(st.Versions))
@@ -89,13 +89,11 @@ func fleetStatusAction(c *cli.Context) error {
 		list("unmanaged", st.Unmanaged)
 		list("corrupt", st.Corrupt)
 		list("unreadable", st.Errors)
+		list("drifted (schema differs from its version)", st.Drifted)
 	}
 	if !st.AtHead() {
-		if !c.Bool("json") {
-			fmt.Fprintf(c.App.ErrWriter, "shoal: %d of %d databases not at head %d (run `shoal produce --only-behind` or `shoal run`)\n",
-				len(st.Behind)+len(st.Ahead)+len(st.Unmanaged)+len(st.Corrupt)+len(st.Errors), st.Total, st.Head)
-		}
-		return errSilent
+		n := len(st.Behind) + len(st.Ahead) + len(st.Unmanaged) + len(st.Corrupt) + len(st.Errors) + len(st.Drifted)
+		return failure(nil, "%d of %d databases not at head %d or not readable (run `shoal produce --only-behind` or `shoal run` for those behind)", n, st.Total, st.Head)
 	}
 	return nil
 }

@@ -25,6 +25,7 @@ func backupFlags() []cli.Flag {
 		&cli.StringFlag{Name: "backup-root", Usage: "with --backup-dir: mirror DB paths relative to this directory under --backup-dir"},
 		&cli.IntFlag{Name: "keep", Usage: "keep the newest N backups per DB (0: all)"},
 		&cli.BoolFlag{Name: "no-backup", Usage: "do not back up DBs before migrating them"},
+		&cli.BoolFlag{Name: "verify", Usage: "after migrating, compare each DB's schema with what its version should have; differences are the outcome drifted"},
 	}
 }
 
@@ -84,7 +85,7 @@ func workAction(c *cli.Context) error {
 	defer nc.Close()
 	w, err := worker.New(nc, js, worker.Options{
 		Engine: e, Node: c.String("node"), Concurrency: c.Int("concurrency"), Name: c.String("name"),
-		Settings: settings(c), Backoff: c.Duration("backoff"), Backup: backupOptions(c), NoBackup: c.Bool("no-backup"),
+		Settings: settings(c), Backoff: c.Duration("backoff"), Backup: backupOptions(c), NoBackup: c.Bool("no-backup"), Verify: c.Bool("verify"),
 		ShutdownTimeout: c.Duration("shutdown-timeout"), Logger: log,
 	})
 	if err != nil {

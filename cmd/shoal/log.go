@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 
@@ -34,7 +35,15 @@ func newLogger(c *cli.Context) (*zap.Logger, error) {
 	return zap.New(core), nil
 }
 
-// printJSONLine writes v as one JSON object on stdout.
+// printf writes human output on stdout.
 func printf(c *cli.Context, format string, args ...any) {
 	fmt.Fprintf(c.App.Writer, format, args...)
+}
+
+// printJSON writes v as one indented JSON object on stdout (--json).
+func printJSON(c *cli.Context, v any) error {
+	enc := json.NewEncoder(c.App.Writer)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -88,7 +87,7 @@ func migrateAction(c *cli.Context) error {
 			zap.Int64p("from", r.From), zap.Int64p("to", r.To), zap.Int("applied", len(r.Applied)))
 	}
 	if c.Bool("json") {
-		if err := json.NewEncoder(c.App.Writer).Encode(r); err != nil {
+		if err := printJSON(c, r); err != nil {
 			return err
 		}
 	} else if merr == nil {

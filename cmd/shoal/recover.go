@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"strconv"
 
@@ -45,7 +44,7 @@ func downCommand() *cli.Command {
 
 func printDown(c *cli.Context, res *engine.Result) error {
 	if c.Bool("json") {
-		return json.NewEncoder(c.App.Writer).Encode(res)
+		return printJSON(c, res)
 	}
 	if len(res.Applied) == 0 {
 		printf(c, "%s: at version %d, nothing to undo\n", res.Path, res.To)
@@ -114,7 +113,7 @@ func enrollCommand() *cli.Command {
 				return failure(err, "%v", err)
 			}
 			if c.Bool("json") {
-				return json.NewEncoder(c.App.Writer).Encode(en)
+				return printJSON(c, en)
 			}
 			printf(c, "%s: enrolled at version %d (from %s)\n", en.Path, en.Version, en.Source)
 			return nil

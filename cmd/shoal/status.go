@@ -1,8 +1,6 @@
 package main
 
 import (
-	"encoding/json"
-
 	"github.com/urfave/cli/v2"
 )
 
@@ -39,7 +37,7 @@ func statusAction(c *cli.Context) error {
 		}
 	}
 	if c.Bool("json") {
-		if err := json.NewEncoder(c.App.Writer).Encode(s); err != nil {
+		if err := printJSON(c, s); err != nil {
 			return err
 		}
 	} else {

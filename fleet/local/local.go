@@ -35,6 +35,8 @@ type Options struct {
 	Settings fleet.Settings
 	Backup   engine.BackupOptions
 	NoBackup bool
+	// Verify checks each DB's schema against its version after migrating.
+	Verify bool
 	// Backoff before retrying a failed job (default 1s in a local run).
 	Backoff time.Duration
 	Logger  *zap.Logger
@@ -111,7 +113,7 @@ func Run(ctx context.Context, o Options) (*fleet.Report, error) {
 		}
 		w, err := worker.New(wnc, wjs, worker.Options{
 			Engine: o.Engine, Concurrency: 1, Name: fmt.Sprintf("run-worker-%d", i+1), Settings: o.Settings,
-			Backoff: o.Backoff, Backup: o.Backup, NoBackup: o.NoBackup, Logger: log, PollWait: 250 * time.Millisecond,
+			Backoff: o.Backoff, Backup: o.Backup, NoBackup: o.NoBackup, Verify: o.Verify, Logger: log, PollWait: 250 * time.Millisecond,
 		})
 		if err != nil {
 			return nil, err

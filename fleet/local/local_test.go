@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -120,5 +121,38 @@ func BenchmarkRun(b *testing.B) {
 			b.ReportMetric(floorRate, "floor-tenants/s")
 			b.ReportMetric(runRate/floorRate, "ratio-to-floor")
 		})
+	}
+}
+
+// --verify: a DB at head whose schema was changed by hand is reported
+// drifted (not at head), by the workers and by fleet status.
+func TestRunVerifyReportsDrift(t *testing.T) {
+	t.Parallel()
+	e := fleettest.Engine(t)
+	root := t.TempDir()
+	tenants := fleettest.Fleet(t, e, root, 4, func(i int) int64 { return e.Head() })
+	p := filepath.Join(root, tenants[2])
+	fleettest.Exec(t, p, "CREATE INDEX hand_made ON users(name)")
+	rep, err := Run(context.Background(), Options{Engine: e, Root: root, Pattern: "*/app.db", Workers: 2, NoBackup: true, Verify: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.OK() || rep.Summary.Counts["drifted"] != 1 || rep.Summary.Counts["current"] != 3 {
+		t.Fatalf("summary %+v", rep.Summary)
+	}
+	f := rep.Failed()
+	if len(f) != 1 || f[0].Path != p || f[0].Error == nil || !strings.Contains(*f[0].Error, "extra index hand_made") {
+		t.Fatalf("failed %+v", f)
+	}
+	st, err := fleet.Status(context.Background(), e, root, "*/app.db", 2, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Drifted) != 1 || st.AtHead() {
+		t.Fatalf("fleet status --verify: %+v", st)
+	}
+	st, err = fleet.Status(context.Background(), e, root, "*/app.db", 2, false)
+	if err != nil || len(st.Drifted) != 0 || !st.AtHead() {
+		t.Fatalf("without --verify drift is not read: %+v %v", st, err)
 	}
 }
