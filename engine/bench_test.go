@@ -58,11 +58,20 @@ func BenchmarkCurrentCached(b *testing.B) {
 }
 
 // First check of a current DB in a fresh handle vs a bare open +
-// PRAGMA user_version + close.
+// PRAGMA user_version + close: rollback-journal mode (the header is read
+// from the file) and WAL mode (SQLite is asked).
 func BenchmarkCurrentFirstCheck(b *testing.B) {
+	b.Run("journal=delete", func(b *testing.B) { benchFirstCheck(b, false) })
+	b.Run("journal=wal", func(b *testing.B) { benchFirstCheck(b, true) })
+}
+
+func benchFirstCheck(b *testing.B, wal bool) {
 	e := newEngine(b, twentyMigrations())
 	p := tempDB(b)
 	c := context.Background()
+	if wal {
+		execAll(b, p, "PRAGMA journal_mode = WAL")
+	}
 	if _, err := e.Migrate(c, p, MigrateOptions{}); err != nil {
 		b.Fatal(err)
 	}

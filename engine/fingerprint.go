@@ -1,6 +1,10 @@
 package engine
 
 import (
+	"encoding/binary"
+	"errors"
+	"io"
+	"io/fs"
 	"os"
 	"syscall"
 )
@@ -42,31 +46,52 @@ func statID(path string) (fileID, error) {
 	return id, nil
 }
 
-// takeFingerprint stats path, reads its header's journal mode, and stats
-// its -wal in WAL mode.
-func takeFingerprint(path string) (fingerprint, bool) {
+// takeFingerprint stats path, reads its header, and stats its -wal in WAL
+// mode. The header is returned for headerAtHead.
+func takeFingerprint(path string) (fingerprint, [100]byte, bool) {
+	var hdr [100]byte
 	db, err := statID(path)
 	if err != nil || db.ino == 0 {
-		return fingerprint{}, false
+		return fingerprint{}, hdr, false
 	}
 	fp := fingerprint{db: db}
 	f, err := os.Open(path)
 	if err != nil {
-		return fingerprint{}, false
+		return fingerprint{}, hdr, false
 	}
-	var hdr [20]byte
-	_, err = f.ReadAt(hdr[:], 0)
+	_, err = io.ReadFull(f, hdr[:])
 	f.Close()
 	if err != nil {
-		return fingerprint{}, false
+		return fingerprint{}, hdr, false
 	}
 	fp.walMode = hdr[18] == 2
 	if fp.walMode {
 		if fp.wal, err = statID(path + "-wal"); err != nil {
-			return fingerprint{}, false
+			return fingerprint{}, hdr, false
 		}
 	}
-	return fp, true
+	return fp, hdr, true
+}
+
+// headerAtHead reports, from the header read by takeFingerprint, that the
+// DB carries shoal's mark and the fingerprint of exactly this migration set,
+// without SQLite opening the file. The header on disk is trusted only in
+// rollback-journal mode (in WAL mode it is stale until a checkpoint), with
+// no -journal beside the file (no transaction in progress or to roll back),
+// and with the file unchanged since the stat taken before the read: a
+// writer that changed page 1 meanwhile, or rolled it back, changed its
+// mtime. Anything else falls back to asking SQLite.
+func (e *Engine) headerAtHead(path string, fp fingerprint, hdr [100]byte) bool {
+	if fp.walMode || hdr[18] != 1 ||
+		int64(binary.BigEndian.Uint32(hdr[68:72])) != shoalAppID ||
+		int64(int32(binary.BigEndian.Uint32(hdr[60:64]))) != e.headHash {
+		return false
+	}
+	if _, err := os.Lstat(path + "-journal"); !errors.Is(err, fs.ErrNotExist) {
+		return false
+	}
+	now, err := statID(path)
+	return err == nil && now == fp.db
 }
 
 // cachedAtHead reports whether this handle verified path at head and the

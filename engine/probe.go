@@ -6,15 +6,20 @@ import (
 
 // Version reads the DB's shoal version cheaply, without the write lock and
 // without creating the file: 0 for a missing or empty file. Through this
-// handle a DB verified at head costs about one stat(); a DB whose header
-// carries shoal's mark costs an open and two header pragmas; others have
-// their history read (an empty migration set: head 0). It returns ErrUnmanaged and ErrCorrupt like Migrate,
-// but does not run quick_check or compare checksums (Status does).
+// handle a DB verified at head costs about one stat(); a DB at head in
+// rollback-journal mode, a read of its header; in WAL mode, an open and two
+// header pragmas; others have their history read. It returns ErrUnmanaged
+// and ErrCorrupt like Migrate, but does not run quick_check or compare
+// checksums (Status does).
 func (e *Engine) Version(ctx context.Context, path string) (int64, error) {
 	if e.cachedAtHead(path) {
 		return e.head, nil
 	}
-	fp, fpOK := takeFingerprint(path)
+	fp, hdr, fpOK := takeFingerprint(path)
+	if fpOK && e.headerAtHead(path, fp, hdr) {
+		e.rememberAtHead(path, fp)
+		return e.head, nil
+	}
 	exists, err := checkFile(path)
 	if err != nil || !exists {
 		return 0, err

@@ -15,8 +15,8 @@ import (
 // Migrate brings the DB at path to the target version (head by default).
 //
 // An already-current DB is checked without the write lock: through this
-// handle a DB verified at head costs about one stat(), and a fresh handle
-// reads two header pragmas. Otherwise Migrate takes the migrator lock,
+// handle a DB verified at head costs about one stat(); a fresh handle reads
+// the 100-byte header (rollback-journal mode) or two header pragmas (WAL). Otherwise Migrate takes the migrator lock,
 // re-reads the history, checks the file (quick_check), optionally backs it
 // up, and applies the pending migrations in segments: consecutive
 // transactional migrations commit together with their history rows in one
@@ -33,7 +33,12 @@ func (e *Engine) Migrate(ctx context.Context, path string, o MigrateOptions) (*R
 		res.From, res.To = e.head, e.head
 		return res, nil
 	}
-	fp, fpOK := takeFingerprint(path)
+	fp, hdr, fpOK := takeFingerprint(path)
+	if fpOK && atHead && !o.DryRun && e.headerAtHead(path, fp, hdr) {
+		e.rememberAtHead(path, fp)
+		res.From, res.To = e.head, e.head
+		return res, nil
+	}
 	exists, err := checkFile(path)
 	if err != nil {
 		return nil, err
@@ -64,7 +69,7 @@ func (e *Engine) Migrate(ctx context.Context, path string, o MigrateOptions) (*R
 		db.Close()
 		// Closing the last connection may checkpoint a WAL: fingerprint after.
 		if err == nil && res.To >= e.head && !o.DryRun {
-			if fp, ok := takeFingerprint(path); ok {
+			if fp, _, ok := takeFingerprint(path); ok {
 				e.rememberAtHead(path, fp)
 			}
 		}

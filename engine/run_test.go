@@ -452,3 +452,41 @@ func TestCacheSeesCommitsInWAL(t *testing.T) {
 		t.Fatalf("cached handle reports %d after another handle went down to 1 in WAL mode (%v)", v, err)
 	}
 }
+
+// A fresh handle trusts the header read from the file only when it is a
+// committed state: rollback-journal mode, no -journal beside it, the file
+// unchanged since the stat before the read.
+func TestHeaderTrustedOnlyWhenCommitted(t *testing.T) {
+	e := newEngine(t, basic)
+	p := tempDB(t)
+	if _, err := e.Migrate(ctx(t), p, MigrateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	fp, hdr, ok := takeFingerprint(p)
+	if !ok || !e.headerAtHead(p, fp, hdr) {
+		t.Fatal("a DB at head in rollback mode is not recognised from its header")
+	}
+	if newEngine(t, map[string]string{"0001_users.sql": basic["0001_users.sql"]}).headerAtHead(p, fp, hdr) {
+		t.Fatal("the header matched another migration set")
+	}
+	// A journal beside the file: a transaction in progress or to roll back.
+	os.WriteFile(p+"-journal", []byte("x"), 0o644)
+	if e.headerAtHead(p, fp, hdr) {
+		t.Fatal("header trusted with a -journal beside the DB")
+	}
+	os.Remove(p + "-journal")
+	// The file changed after the stat that preceded the read.
+	execAll(t, p, "CREATE TABLE later (x)")
+	if e.headerAtHead(p, fp, hdr) {
+		t.Fatal("header trusted although the file changed after it was read")
+	}
+	// WAL mode: the file's header is stale until a checkpoint.
+	execAll(t, p, "PRAGMA journal_mode = WAL")
+	fp, hdr, _ = takeFingerprint(p)
+	if e.headerAtHead(p, fp, hdr) {
+		t.Fatal("header trusted in WAL mode")
+	}
+	if v, err := newEngine(t, basic).Version(ctx(t), p); err != nil || v != 2 {
+		t.Fatalf("WAL DB through SQLite: %d %v", v, err)
+	}
+}
