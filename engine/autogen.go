@@ -501,28 +501,11 @@ func tryAddColumns(ctx context.Context, db *sql.DB, have, want SchemaObject) ([]
 		}
 		defs = append(defs, c.text)
 	}
-	conn, err := db.Conn(ctx)
-	if err != nil {
-		return nil, false
+	stmts := make([]string, len(defs))
+	for i, d := range defs {
+		stmts[i] = fmt.Sprintf("ALTER TABLE %s ADD COLUMN %s", quoteIdent(have.Name), d)
 	}
-	defer conn.Close()
-	if _, err := conn.ExecContext(ctx, "SAVEPOINT shoal_try"); err != nil {
-		return nil, false
-	}
-	defer func() {
-		conn.ExecContext(ctx, "ROLLBACK TO shoal_try")
-		conn.ExecContext(ctx, "RELEASE shoal_try")
-	}()
-	for _, d := range defs {
-		if _, err := conn.ExecContext(ctx, fmt.Sprintf("ALTER TABLE %s ADD COLUMN %s", quoteIdent(have.Name), d)); err != nil {
-			return nil, false
-		}
-	}
-	var got string
-	if err := conn.QueryRowContext(ctx, `SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = ?`, have.Name).Scan(&got); err != nil {
-		return nil, false
-	}
-	if unquoteCreateName(NormalizeSQL(got)) != unquoteCreateName(NormalizeSQL(want.SQL)) {
+	if !alterReaches(ctx, db, stmts, have.Name, want.SQL) {
 		return nil, false
 	}
 	return defs, true
@@ -594,31 +577,42 @@ func tryDropColumns(ctx context.Context, db *sql.DB, have, want SchemaObject) ([
 	if j != len(wc) {
 		return nil, false
 	}
+	stmts := make([]string, len(drop))
+	for i, c := range drop {
+		stmts[i] = fmt.Sprintf("ALTER TABLE %s DROP COLUMN %s", quoteIdent(have.Name), quoteIdent(c))
+	}
+	if !alterReaches(ctx, db, stmts, have.Name, want.SQL) {
+		return nil, false
+	}
+	return drop, true
+}
+
+// alterReaches tries ALTER TABLE statements on db inside a savepoint that is
+// always rolled back, and reports whether they leave table with exactly the
+// wanted definition.
+func alterReaches(ctx context.Context, db *sql.DB, stmts []string, table, wantSQL string) bool {
 	conn, err := db.Conn(ctx)
 	if err != nil {
-		return nil, false
+		return false
 	}
 	defer conn.Close()
 	if _, err := conn.ExecContext(ctx, "SAVEPOINT shoal_try"); err != nil {
-		return nil, false
+		return false
 	}
 	defer func() {
 		conn.ExecContext(ctx, "ROLLBACK TO shoal_try")
 		conn.ExecContext(ctx, "RELEASE shoal_try")
 	}()
-	for _, c := range drop {
-		if _, err := conn.ExecContext(ctx, fmt.Sprintf("ALTER TABLE %s DROP COLUMN %s", quoteIdent(have.Name), quoteIdent(c))); err != nil {
-			return nil, false
+	for _, st := range stmts {
+		if _, err := conn.ExecContext(ctx, st); err != nil {
+			return false
 		}
 	}
 	var got string
-	if err := conn.QueryRowContext(ctx, `SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = ?`, have.Name).Scan(&got); err != nil {
-		return nil, false
+	if err := conn.QueryRowContext(ctx, `SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = ?`, table).Scan(&got); err != nil {
+		return false
 	}
-	if unquoteCreateName(NormalizeSQL(got)) != unquoteCreateName(NormalizeSQL(want.SQL)) {
-		return nil, false
-	}
-	return drop, true
+	return unquoteCreateName(NormalizeSQL(got)) == unquoteCreateName(NormalizeSQL(wantSQL))
 }
 
 // checkRename refuses a rename the two schemas do not support.

@@ -91,3 +91,17 @@ func requireString(c *cli.Context, name, env string) (string, error) {
 	}
 	return v, nil
 }
+
+// dbAndEngine reads --db (required) and opens the migrations: what every
+// single-DB command starts with.
+func dbAndEngine(c *cli.Context) (string, *engine.Engine, error) {
+	path, err := requireString(c, "db", "SHOAL_DB")
+	if err != nil {
+		return "", nil, err
+	}
+	e, err := openEngine(c)
+	if err != nil {
+		return "", nil, err
+	}
+	return path, e, nil
+}

@@ -122,16 +122,8 @@ func newAction(c *cli.Context) error {
 	case "py":
 		body = "# shoal runs this as: python3 " + filepath.Base(file) + " DB_PATH\nimport sqlite3, sys\n\ndb = sqlite3.connect(sys.argv[1])\n"
 	}
-	f, err := os.OpenFile(file, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-	if err != nil {
-		return failure(err, "cannot create %s: %v", file, err)
-	}
-	if _, err := f.WriteString(body); err != nil {
-		f.Close()
-		return failure(err, "cannot write %s: %v", file, err)
-	}
-	if err := f.Close(); err != nil {
-		return failure(err, "cannot write %s: %v", file, err)
+	if err := createNew(file, body); err != nil {
+		return err
 	}
 	printf(c, "%s\n", file)
 	// The sum file records the new migration, so that a branch adding
@@ -149,4 +141,20 @@ func diskDir(c *cli.Context) string {
 		return d
 	}
 	return "migrations"
+}
+
+// createNew writes a new migration file, never replacing an existing one.
+func createNew(file, body string) error {
+	f, err := os.OpenFile(file, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return failure(err, "cannot create %s: %v", file, err)
+	}
+	if _, err := f.WriteString(body); err != nil {
+		f.Close()
+		return failure(err, "cannot write %s: %v", file, err)
+	}
+	if err := f.Close(); err != nil {
+		return failure(err, "cannot write %s: %v", file, err)
+	}
+	return nil
 }

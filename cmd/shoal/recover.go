@@ -25,11 +25,7 @@ func downCommand() *cli.Command {
 			&cli.Int64Flag{Name: "to", Usage: "version to go down to (0: undo everything)", Required: true},
 			busyTimeoutFlag(), jsonFlag("print the result as JSON")},
 		Action: func(c *cli.Context) error {
-			path, err := requireString(c, "db", "SHOAL_DB")
-			if err != nil {
-				return err
-			}
-			e, err := openEngine(c)
+			path, e, err := dbAndEngine(c)
 			if err != nil {
 				return err
 			}
@@ -64,11 +60,7 @@ func redoCommand() *cli.Command {
 		UsageText: "shoal redo --db PATH [--dir DIR]",
 		Flags:     []cli.Flag{dbFlag(), dirFlag(), busyTimeoutFlag()},
 		Action: func(c *cli.Context) error {
-			path, err := requireString(c, "db", "SHOAL_DB")
-			if err != nil {
-				return err
-			}
-			e, err := openEngine(c)
+			path, e, err := dbAndEngine(c)
 			if err != nil {
 				return err
 			}
@@ -96,11 +88,7 @@ func enrollCommand() *cli.Command {
 			&cli.Int64Flag{Name: "version", Usage: "the version the DB is at (default: detect)"},
 			busyTimeoutFlag(), jsonFlag("print the result as JSON")},
 		Action: func(c *cli.Context) error {
-			path, err := requireString(c, "db", "SHOAL_DB")
-			if err != nil {
-				return err
-			}
-			e, err := openEngine(c)
+			path, e, err := dbAndEngine(c)
 			if err != nil {
 				return err
 			}

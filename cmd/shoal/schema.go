@@ -472,11 +472,7 @@ func diffCommand() *cli.Command {
 }
 
 func diffAction(c *cli.Context) error {
-	path, err := requireString(c, "db", "SHOAL_DB")
-	if err != nil {
-		return err
-	}
-	e, err := openEngine(c)
+	path, e, err := dbAndEngine(c)
 	if err != nil {
 		return err
 	}
@@ -583,16 +579,8 @@ func autogenAction(c *cli.Context) error {
 		return nil
 	}
 	file := filepath.Join(dir, nextVersion(e)+"_"+name+".sql")
-	f, err := os.OpenFile(file, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-	if err != nil {
-		return failure(err, "cannot create %s: %v", file, err)
-	}
-	if _, err := f.WriteString(body); err != nil {
-		f.Close()
-		return failure(err, "cannot write %s: %v", file, err)
-	}
-	if err := f.Close(); err != nil {
-		return failure(err, "cannot write %s: %v", file, err)
+	if err := createNew(file, body); err != nil {
+		return err
 	}
 	if _, err := engine.WriteSum(dir); err != nil {
 		return failure(err, "%s written, but cannot write %s: %v (run `shoal hash`)", file, engine.SumFile, err)

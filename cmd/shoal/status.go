@@ -18,11 +18,7 @@ func statusCommand() *cli.Command {
 }
 
 func statusAction(c *cli.Context) error {
-	path, err := requireString(c, "db", "SHOAL_DB")
-	if err != nil {
-		return err
-	}
-	e, err := openEngine(c)
+	path, e, err := dbAndEngine(c)
 	if err != nil {
 		return err
 	}
