@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"time"
 )
 
@@ -20,7 +21,11 @@ func (e *Engine) runStep(ctx context.Context, path string, conn *sql.Conn, lk *f
 			return nil, err
 		}
 	}
-	snap := path + snapshotSuffix
+	// Absolute: the next run to find the marker may have another working directory.
+	snap, err := filepath.Abs(path + snapshotSuffix)
+	if err != nil {
+		return nil, err
+	}
 	if err := takeSnapshot(ctx, conn, snap, e.opts.BusyTimeout); err != nil {
 		return nil, &MigrationError{Path: path, Version: m.Version, File: m.File, Down: down,
 			Err: fmt.Errorf("cannot take the snapshot %s before this step: %w", snap, err)}
