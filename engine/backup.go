@@ -105,27 +105,65 @@ const backupStepPages = 4096
 // under a temporary name and linked into place without overwriting, so two
 // backups never share a name. On any error nothing is left behind.
 func Backup(ctx context.Context, path string, o BackupOptions) (string, error) {
-	fail := func(file string, cause error, detail, hint string, err error) (string, error) {
-		return "", &SafetyError{Op: "backup", Path: path, File: file, Kind: ErrBackup, Cause: cause, Detail: detail, Hint: hint, Err: err}
+	fail := func(file string, cause error, detail, hint string, err error) error {
+		return &SafetyError{Op: "backup", Path: path, File: file, Kind: ErrBackup, Cause: cause, Detail: detail, Hint: hint, Err: err}
 	}
 	st, err := os.Stat(path)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return fail("", ErrNotFound, "the database file does not exist", "check --db", nil)
+			return "", fail("", ErrNotFound, "the database file does not exist", "check --db", nil)
 		}
-		return fail("", nil, "cannot stat the database", "check the path and its permissions", err)
+		return "", fail("", nil, "cannot stat the database", "check the path and its permissions", err)
 	}
 	if !st.Mode().IsRegular() {
-		return fail("", nil, "not a regular file", "point --db at a SQLite database file", nil)
+		return "", fail("", nil, "not a regular file", "point --db at a SQLite database file", nil)
 	}
+	final, err := placeBackup(path, o, fail, func(tmpName string) error {
+		if err := onlineBackup(ctx, path, tmpName); err != nil {
+			var se *SafetyError
+			if errors.As(err, &se) {
+				return err
+			}
+			if ctx.Err() != nil {
+				return fail("", nil, "interrupted", "run the backup again", err)
+			}
+			cause := error(nil)
+			if isNotADB(err) {
+				cause = ErrCorrupt
+			}
+			return fail("", cause, "SQLite could not copy the database", "check the database with `sqlite3 PATH 'PRAGMA quick_check'`", err)
+		}
+		if err := quickCheckFile(ctx, tmpName); err != nil {
+			return fail("", ErrCorrupt, "the copy fails PRAGMA quick_check, so the database itself is damaged; the copy was deleted", "restore the database from an earlier backup", err)
+		}
+		if err := syncFile(tmpName); err != nil {
+			return fail(tmpName, nil, "cannot fsync the copy", "check the backup disk", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return "", err
+	}
+	if o.Keep > 0 {
+		// Pruning problems do not undo a good backup.
+		_ = pruneBackups(filepath.Dir(final), filepath.Base(path), o.Keep, final)
+	}
+	return final, nil
+}
 
+// placeBackup writes a backup of path: it resolves (and for mirrored
+// layouts creates) the backup directory, lets fill write a hidden temporary
+// file there, links it into place under a fresh name without overwriting
+// and fsyncs the directory. Errors are fail's, or fill's as they are; on
+// any error the temporary file and the directories it created are removed.
+func placeBackup(path string, o BackupOptions, fail func(file string, cause error, detail, hint string, err error) error, fill func(tmp string) error) (string, error) {
 	dir, created, err := backupDir(path, o)
 	if err != nil {
 		var dp *dirProblem
 		if errors.As(err, &dp) {
-			return fail(dp.dir, nil, dp.detail, dp.hint, dp.err)
+			return "", fail(dp.dir, nil, dp.detail, dp.hint, dp.err)
 		}
-		return fail(o.Dir, nil, "cannot use the backup directory", "check --backup-dir", err)
+		return "", fail(o.Dir, nil, "cannot use the backup directory", "check --backup-dir", err)
 	}
 	cleanupDirs := func() {
 		for i := len(created) - 1; i >= 0; i-- {
@@ -136,7 +174,7 @@ func Backup(ctx context.Context, path string, o BackupOptions) (string, error) {
 	tmp, err := os.CreateTemp(dir, "."+base+".*.bak-tmp")
 	if err != nil {
 		cleanupDirs()
-		return fail(dir, nil, "cannot write in the backup directory", "make it writable by this user or choose another --backup-dir", err)
+		return "", fail(dir, nil, "cannot write in the backup directory", "make it writable by this user or choose another --backup-dir", err)
 	}
 	tmpName := tmp.Name()
 	_ = tmp.Close()
@@ -145,44 +183,20 @@ func Backup(ctx context.Context, path string, o BackupOptions) (string, error) {
 		_ = os.Remove(tmpName + "-journal")
 		cleanupDirs()
 	}
-
-	if err := onlineBackup(ctx, path, tmpName); err != nil {
+	if err := fill(tmpName); err != nil {
 		removeTmp()
-		var se *SafetyError
-		if errors.As(err, &se) {
-			return "", err
-		}
-		cause := error(nil)
-		if isNotADB(err) {
-			cause = ErrCorrupt
-		}
-		if ctx.Err() != nil {
-			return fail(tmpName, nil, "interrupted", "run the backup again", err)
-		}
-		return fail("", cause, "SQLite could not copy the database", "check the database with `sqlite3 PATH 'PRAGMA quick_check'`", err)
-	}
-	if err := quickCheckFile(ctx, tmpName); err != nil {
-		removeTmp()
-		return fail("", ErrCorrupt, "the copy fails PRAGMA quick_check, so the database itself is damaged; the copy was deleted", "restore the database from an earlier backup", err)
-	}
-	if err := syncFile(tmpName); err != nil {
-		removeTmp()
-		return fail(tmpName, nil, "cannot fsync the copy", "check the backup disk", err)
+		return "", err
 	}
 	final, err := linkNoClobber(tmpName, dir, base, backupNow().UTC())
 	if err != nil {
 		removeTmp()
-		return fail(dir, nil, "cannot name the backup", "check the backup directory", err)
+		return "", fail(dir, nil, "cannot name the backup", "check the backup directory", err)
 	}
 	_ = os.Remove(tmpName)
 	if err := syncDir(dir); err != nil {
 		_ = os.Remove(final)
 		cleanupDirs()
-		return fail(dir, nil, "cannot fsync the backup directory", "check the backup disk", err)
-	}
-	if o.Keep > 0 {
-		// Pruning problems do not undo a good backup.
-		_ = pruneBackups(dir, base, o.Keep, final)
+		return "", fail(dir, nil, "cannot fsync the backup directory", "check the backup disk", err)
 	}
 	return final, nil
 }
@@ -245,15 +259,11 @@ func backupDir(path string, o BackupOptions) (dir string, created []string, err 
 
 // safetyDSN builds a modernc.org/sqlite URI DSN for path with the given query.
 func safetyDSN(path, query string) string {
-	p := strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(path)
+	p := escapeURIPath(path)
 	if query == "" {
 		return "file:" + p
 	}
 	return "file:" + p + "?" + query
-}
-
-type driverBackuper interface {
-	NewBackup(dstURI string) (*sqlite.Backup, error)
 }
 
 // onlineBackup copies src to the (empty) file dst with sqlite3_backup_*,
@@ -289,7 +299,7 @@ func onlineBackup(ctx context.Context, src, dst string) (err error) {
 	// fsynced once, after quick_check).
 	dstDSN := safetyDSN(dst, "_pragma=journal_mode(off)&_pragma=synchronous(off)")
 	return conn.Raw(func(dc any) error {
-		bk, ok := dc.(driverBackuper)
+		bk, ok := dc.(onlineBackuper)
 		if !ok {
 			return errors.New("the SQLite driver does not offer the online backup API")
 		}

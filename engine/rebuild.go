@@ -14,8 +14,9 @@ import (
 // newCreateSQL is the complete CREATE TABLE statement of the new shape,
 // under the table's own name. The steps, all on tx:
 //
-//  1. views, and triggers of other tables, that mention the table are
-//     dropped (SQLite refuses the rename while they point at a missing table);
+//  1. views, and triggers of other tables, that mention the table (or a
+//     view so dropped) are dropped (SQLite refuses the rename while they
+//     point at a missing table or view);
 //  2. the new table is created under a temporary name;
 //  3. every column the old and new tables share (by name, generated columns
 //     excepted) is copied, rows keeping their rowid when the table has one;
@@ -82,7 +83,7 @@ func rebuildTable(ctx context.Context, q querier, table, newCreate string, o reb
 	if err != nil {
 		return nil, err
 	}
-	lt := strings.ToLower(realName)
+	var others []obj
 	for rows.Next() {
 		var x obj
 		if err := rows.Scan(&x.typ, &x.name, &x.tbl, &x.sql); err != nil {
@@ -92,13 +93,35 @@ func rebuildTable(ctx context.Context, q querier, table, newCreate string, o reb
 		switch {
 		case strings.EqualFold(x.tbl, realName) && x.typ != "view":
 			own = append(own, x)
-		case x.typ != "index" && mentions(x.sql, lt):
-			deps = append(deps, x)
+		case x.typ != "index":
+			others = append(others, x)
 		}
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
 		return nil, err
+	}
+	// Dependents: views and triggers that mention the table, or a view that
+	// mentions it (SQLite's RENAME checks every view and trigger), kept in
+	// creation order.
+	set := map[string]bool{strings.ToLower(realName): true}
+	isDep := make([]bool, len(others))
+	for changed := true; changed; {
+		changed = false
+		for i, x := range others {
+			if isDep[i] || !mentionsAny(x.sql, set) {
+				continue
+			}
+			isDep[i], changed = true, true
+			if x.typ == "view" {
+				set[strings.ToLower(x.name)] = true
+			}
+		}
+	}
+	for i, x := range others {
+		if isDep[i] {
+			deps = append(deps, x)
+		}
 	}
 	if o.dependents {
 		for _, d := range deps {
@@ -194,6 +217,16 @@ func rebuildTable(ctx context.Context, q querier, table, newCreate string, o reb
 		}
 	}
 	return out, nil
+}
+
+// mentionsAny reports whether sql names any of names (lower case).
+func mentionsAny(sql string, names map[string]bool) bool {
+	for _, t := range tokenize(sql, 1) {
+		if t.isName() && names[nameVal(t)] {
+			return true
+		}
+	}
+	return false
 }
 
 // hasAutoincrement reports the AUTOINCREMENT keyword in a CREATE TABLE.

@@ -70,6 +70,11 @@ func Restore(ctx context.Context, path, backup string, o RestoreOptions) (replac
 	if !bst.Mode().IsRegular() {
 		return fail(backup, nil, "the backup is not a regular file", "pass a .bak file written by `shoal backup`", nil)
 	}
+	// A live database passed as BACKUP: its newest commits are in its -wal
+	// (or a crash left a hot -journal), not in the file that would be copied.
+	if side := liveSideFile(backup); side != "" {
+		return fail(side, nil, "the backup has a side file: it is a live database whose latest state is not in the file alone; the database was not touched", "take a backup of it with `shoal backup --db BACKUP` and restore that", nil)
+	}
 	if err := quickCheckFile(ctx, backup); err != nil {
 		return fail(backup, ErrCorrupt, "the backup is not a SQLite database or fails quick_check; the database was not touched", "pick another backup", err)
 	}
@@ -95,6 +100,9 @@ func Restore(ctx context.Context, path, backup string, o RestoreOptions) (replac
 	marker, _ := lk.readMarker()
 
 	dbDir := filepath.Dir(path)
+	// renamed: the backup is in place. From then on the kept copy of the
+	// replaced database is the only one left and must survive any error.
+	renamed := false
 	_, statErr := os.Stat(path)
 	exists := statErr == nil
 	if statErr != nil && !errors.Is(statErr, fs.ErrNotExist) {
@@ -118,7 +126,7 @@ func Restore(ctx context.Context, path, backup string, o RestoreOptions) (replac
 			return fail("", ErrLocked, who, "stop the applications using this database, then restore", nil)
 		}
 		defer func() {
-			if err != nil {
+			if err != nil && !renamed {
 				undo()
 			}
 		}()
@@ -130,9 +138,8 @@ func Restore(ctx context.Context, path, backup string, o RestoreOptions) (replac
 		return fail(dbDir, nil, "cannot write in the database directory", "make it writable by this user", err)
 	}
 	tmpName := tmp.Name()
-	ok := false
 	defer func() {
-		if !ok {
+		if !renamed {
 			_ = os.Remove(tmpName)
 		}
 	}()
@@ -164,23 +171,36 @@ func Restore(ctx context.Context, path, backup string, o RestoreOptions) (replac
 	if err := os.Rename(tmpName, path); err != nil {
 		return fail(tmpName, nil, "cannot rename the copy over the database; the database was not touched", "check the permissions of the database directory", err)
 	}
-	ok = true
-	if err := syncDir(dbDir); err != nil {
-		return replaced, &SafetyError{Op: "restore", Path: path, File: dbDir, Kind: ErrRestore, Detail: "restored, but the directory could not be fsynced", Hint: "check the disk", Err: err}
+	renamed = true
+	kept := ""
+	if replaced != "" {
+		kept = " (the replaced database is kept as " + replaced + ")"
 	}
+	syncErr := restoreSyncDir(dbDir)
 	// A step marker left by an interrupted script or transaction:false step
 	// is about the replaced database: recovering its snapshot now would undo
-	// this restore, so the marker and its snapshot go.
+	// this restore, so the marker and its snapshot go (even when the fsync
+	// above failed: the rename has happened).
 	if marker != nil || hasContent(lf) {
 		if err := lk.clearMarker(); err != nil {
-			return replaced, &SafetyError{Op: "restore", Path: path, File: lockFile, Kind: ErrRestore, Detail: "restored, but the interrupted-step marker could not be cleared; the next migration would roll the database back to that step's snapshot", Hint: "empty " + lockFile + " by hand before migrating", Err: err}
+			return replaced, &SafetyError{Op: "restore", Path: path, File: lockFile, Kind: ErrRestore, Detail: "restored" + kept + ", but the interrupted-step marker could not be cleared; the next migration would roll the database back to that step's snapshot", Hint: "empty " + lockFile + " by hand before migrating", Err: errors.Join(err, syncErr)}
 		}
-		if marker != nil && marker.Snapshot != "" {
-			removeSnapshot(marker.Snapshot)
+		// Only this database's own snapshot goes: the path in the marker
+		// is whatever the lock file says (a moved directory's marker names
+		// a file that may now be another database's live snapshot).
+		if own, aerr := filepath.Abs(path + snapshotSuffix); marker != nil && aerr == nil && marker.Snapshot == own {
+			removeSnapshot(own)
 		}
+	}
+	if syncErr != nil {
+		return replaced, &SafetyError{Op: "restore", Path: path, File: dbDir, Kind: ErrRestore, Detail: "restored" + kept + ", but the directory could not be fsynced", Hint: "check the disk", Err: syncErr}
 	}
 	return replaced, nil
 }
+
+// restoreSyncDir fsyncs the database directory after the rename (a
+// variable so tests can make it fail).
+var restoreSyncDir = syncDir
 
 // keepReplaced takes the write lock on the existing database (refusing when
 // another connection holds it), backs the database up while holding it,
@@ -234,40 +254,41 @@ func keepReplaced(ctx context.Context, path string, o RestoreOptions) (string, e
 // rawKeep keeps a database SQLite cannot read as a byte copy, named like a
 // backup.
 func rawKeep(path string, o BackupOptions) (string, error) {
-	fail := func(file string, detail, hint string, err error) (string, error) {
-		return "", &SafetyError{Op: "restore", Path: path, File: file, Kind: ErrRestore, Detail: detail, Hint: hint, Err: err}
+	fail := func(file string, cause error, detail, hint string, err error) error {
+		return &SafetyError{Op: "restore", Path: path, File: file, Kind: ErrRestore, Cause: cause, Detail: detail, Hint: hint, Err: err}
 	}
-	dir, created, err := backupDir(path, o)
-	if err != nil {
-		var dp *dirProblem
-		if errors.As(err, &dp) {
-			return fail(dp.dir, dp.detail, dp.hint, dp.err)
+	return placeBackup(path, o, fail, func(tmpName string) error {
+		tmp, err := os.OpenFile(tmpName, os.O_WRONLY, 0)
+		if err == nil {
+			err = copyFileTo(tmp, path)
+			if cerr := tmp.Close(); err == nil {
+				err = cerr
+			}
 		}
-		return fail(o.Dir, "cannot use the backup directory", "check --backup-dir", err)
-	}
-	base := filepath.Base(path)
-	tmp, err := os.CreateTemp(dir, "."+base+".*.bak-tmp")
-	if err != nil {
-		for i := len(created) - 1; i >= 0; i-- {
-			_ = os.Remove(created[i])
+		if err != nil {
+			return fail(filepath.Dir(tmpName), nil, "cannot copy the replaced database", "check free space", err)
 		}
-		return fail(dir, "cannot write in the backup directory", "make it writable or choose another --backup-dir", err)
+		return nil
+	})
+}
+
+// liveSideFile returns db's -wal if it is not empty, or its -journal if it
+// starts with a journal header (a hot journal; journal_mode=PERSIST leaves
+// a zeroed one); "" when neither.
+func liveSideFile(db string) string {
+	if st, err := os.Stat(db + "-wal"); err == nil && st.Size() > 0 {
+		return db + "-wal"
 	}
-	tmpName := tmp.Name()
-	defer os.Remove(tmpName)
-	if err := copyFileTo(tmp, path); err != nil {
-		tmp.Close()
-		return fail(dir, "cannot copy the replaced database", "check free space", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fail(dir, "cannot copy the replaced database", "check free space", err)
-	}
-	final, err := linkNoClobber(tmpName, dir, base, backupNow().UTC())
+	f, err := os.Open(db + "-journal")
 	if err != nil {
-		return fail(dir, "cannot name the kept copy", "check the backup directory", err)
+		return ""
 	}
-	_ = syncDir(dir)
-	return final, nil
+	defer f.Close()
+	var hdr [8]byte
+	if _, err := io.ReadFull(f, hdr[:]); err == nil && string(hdr[:]) == "\xd9\xd5\x05\xf9\x20\xa1\x63\xd7" {
+		return db + "-journal"
+	}
+	return ""
 }
 
 func hasContent(f *os.File) bool {

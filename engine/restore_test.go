@@ -309,3 +309,72 @@ func TestSfHelperProcess(t *testing.T) {
 	db.Close()
 	os.Exit(0)
 }
+
+// An error after the rename (here: the directory fsync) must not delete the
+// kept copy of the replaced database: it is the only copy left.
+func TestRestoreErrorAfterRenameKeepsReplaced(t *testing.T) {
+	db, bak := sfPair(t, 3, 7)
+	snap := db + ".shoal-snapshot"
+	os.WriteFile(snap, []byte("x"), 0o644)
+	os.WriteFile(db+".shoal-lock", []byte(fmt.Sprintf("step 4 up %s\n", snap)), 0o644)
+	restoreSyncDir = func(string) error { return errors.New("injected fsync failure") }
+	t.Cleanup(func() { restoreSyncDir = syncDir })
+	replaced, err := Restore(context.Background(), db, bak, RestoreOptions{})
+	if err == nil || !strings.Contains(err.Error(), "could not be fsynced") {
+		t.Fatalf("want the fsync error, got %v", err)
+	}
+	if replaced == "" || !strings.Contains(err.Error(), replaced) {
+		t.Fatalf("the kept copy %q is not returned and named in the error: %v", replaced, err)
+	}
+	// The marker is about the replaced DB: cleared even though the fsync
+	// failed, or the next migration would roll the restore back.
+	if b := sfRead(t, db+".shoal-lock"); len(b) != 0 {
+		t.Fatalf("marker left: %q", b)
+	}
+	if got := sfCount(t, replaced, "t"); got != 7 {
+		t.Fatalf("kept replaced DB has %d rows, want 7", got)
+	}
+	if got := sfCount(t, db, "t"); got != 3 {
+		t.Fatalf("restored DB has %d rows, want 3", got)
+	}
+}
+
+// A live WAL database passed as BACKUP: its latest commits are only in its
+// -wal, which a file copy would silently leave out. Refused, DB untouched.
+func TestRestoreRefusesLiveWALBackup(t *testing.T) {
+	db, _ := sfPair(t, 3, 3)
+	before := sfRead(t, db)
+	live := filepath.Join(t.TempDir(), "live.db")
+	h := sfOpen(t, live)
+	h.SetMaxOpenConns(1)
+	sfExec(t, h, "PRAGMA journal_mode=WAL")
+	sfExec(t, h, "PRAGMA wal_autocheckpoint=0")
+	sfExec(t, h, "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
+	sfExec(t, h, "INSERT INTO t(v) VALUES ('only in the wal')")
+	_, err := Restore(context.Background(), db, live, RestoreOptions{})
+	if err == nil || !errors.Is(err, ErrRestore) || !strings.Contains(err.Error(), "-wal") {
+		t.Fatalf("want a refusal naming the -wal, got %v", err)
+	}
+	if !bytes.Equal(sfRead(t, db), before) {
+		t.Fatal("DB changed")
+	}
+}
+
+// A marker naming a snapshot that is not this database's own (a moved
+// directory, a hand-edited lock file) is cleared, but that file is not
+// deleted: it may be another database's snapshot.
+func TestRestoreKeepsForeignSnapshot(t *testing.T) {
+	db, bak := sfPair(t, 3, 5)
+	other := filepath.Join(t.TempDir(), "other.db.shoal-snapshot")
+	os.WriteFile(other, []byte("someone else's snapshot"), 0o644)
+	os.WriteFile(db+".shoal-lock", []byte(fmt.Sprintf("step 4 up %s\n", other)), 0o644)
+	if _, err := Restore(context.Background(), db, bak, RestoreOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if b := sfRead(t, db+".shoal-lock"); len(b) != 0 {
+		t.Fatalf("marker left: %q", b)
+	}
+	if _, err := os.Stat(other); err != nil {
+		t.Fatalf("another file named by the marker was deleted: %v", err)
+	}
+}

@@ -128,17 +128,29 @@ func ParseSum(data []byte) (entries []SumEntry, total string, err error) {
 		if strings.HasPrefix(t, "<<<<<<<") || strings.HasPrefix(t, "=======") || strings.HasPrefix(t, ">>>>>>>") || strings.HasPrefix(t, "|||||||") {
 			return nil, "", ErrSumConflict
 		}
-		f := strings.Fields(t)
-		if len(f) != 2 {
+		file, sum, ok := sumLine(t)
+		if !ok {
 			return nil, "", fmt.Errorf("%s line %d: want \"<file> <checksum>\" or \"total <hash>\", got %q: run `shoal hash` to rewrite it", SumFile, line, t)
 		}
-		if f[0] == "total" {
-			total = f[1]
+		if file == "total" {
+			total = sum
 			continue
 		}
-		entries = append(entries, SumEntry{File: f[0], Checksum: f[1]})
+		entries = append(entries, SumEntry{File: file, Checksum: sum})
 	}
 	return entries, total, sc.Err()
+}
+
+// sumLine splits a trimmed sum file line into the file name and the
+// checksum after its last blank (a migration's description may hold
+// spaces; a checksum never does).
+func sumLine(t string) (file, sum string, ok bool) {
+	i := strings.LastIndexAny(t, " \t")
+	if i < 0 {
+		return "", "", false
+	}
+	file, sum = strings.TrimSpace(t[:i]), t[i+1:]
+	return file, sum, file != "" && sum != ""
 }
 
 // VerifySum compares the sum file in fsys (if there is one) with the
@@ -239,9 +251,8 @@ func SumSides(data []byte) (ours map[string]bool) {
 			side = 0
 			continue
 		}
-		f := strings.Fields(t)
-		if (side == 0 || side == 1) && len(f) == 2 && f[0] != "total" && !strings.HasPrefix(t, "#") {
-			ours[f[0]] = true
+		if file, _, ok := sumLine(t); (side == 0 || side == 1) && ok && file != "total" && !strings.HasPrefix(t, "#") {
+			ours[file] = true
 		}
 	}
 	return ours

@@ -98,3 +98,21 @@ func TestSumSides(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A migration name with a space is valid; the sum file written for it must
+// read back (else `shoal check` fails and `shoal hash` cannot fix it).
+func TestSumFileNameWithSpace(t *testing.T) {
+	fsys := dir(map[string]string{"0001_add users.sql": "CREATE TABLE a (x);", "0002_b.sql": "CREATE TABLE b (x);"})
+	entries, err := ComputeSum(fsys)
+	if err != nil || len(entries) != 2 {
+		t.Fatalf("%v %+v", err, entries)
+	}
+	data := FormatSum(entries)
+	fsys[SumFile] = &fstest.MapFile{Data: data}
+	if p, err := VerifySum(fsys); err != nil || len(p) != 0 {
+		t.Fatalf("%v %v", p, err)
+	}
+	if ours := SumSides(data); !ours["0001_add users.sql"] || !ours["0002_b.sql"] || len(ours) != 2 {
+		t.Fatalf("%v", ours)
+	}
+}
