@@ -91,6 +91,10 @@ func Follow(ctx context.Context, js jetstream.JetStream, names Names, runID stri
 		err     error
 	}
 	ch := make(chan item, 256)
+	// done stops the reader when Follow returns before ctx ends (all stored
+	// results read, or the run complete) while it waits to hand on more.
+	done := make(chan struct{})
+	defer close(done)
 	go func() {
 		defer close(ch)
 		for {
@@ -103,11 +107,15 @@ func Follow(ctx context.Context, js jetstream.JetStream, names Names, runID stri
 				case ch <- item{err: err}:
 				case <-ctx.Done():
 					return
+				case <-done:
+					return
 				}
 				// Back off while the connection recovers.
 				select {
 				case <-time.After(100 * time.Millisecond):
 				case <-ctx.Done():
+					return
+				case <-done:
 					return
 				}
 				continue
@@ -122,6 +130,8 @@ func Follow(ctx context.Context, js jetstream.JetStream, names Names, runID stri
 			select {
 			case ch <- it:
 			case <-ctx.Done():
+				return
+			case <-done:
 				return
 			}
 		}

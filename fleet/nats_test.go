@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -149,4 +150,61 @@ func TestEnsureConsumersKeepsWorkerSettings(t *testing.T) {
 	if _, _, err := fleet.EnsureConsumers(ctx, js, fleet.Settings{}, "n2"); err != nil {
 		t.Fatalf("missing consumers are created: %v", err)
 	}
+}
+
+// Follow returns once the stored results are read, although more arrive
+// and ctx never ends: its reader goroutine, blocked handing on the newer
+// ones, must end with it.
+func TestFollowReaderEndsWithIt(t *testing.T) {
+	t.Parallel()
+	srv := fleettest.StartEmbedded(t, "", 0)
+	_, js := fleettest.Connect(t, srv.URL)
+	ctx := context.Background()
+	if err := fleet.ProvisionStreams(ctx, js, fleet.Settings{}); err != nil {
+		t.Fatal(err)
+	}
+	publish := func(from, n int) {
+		for i := from; i < from+n; i++ {
+			data := fmt.Sprintf(`{"run_id":"leak","tenant":"t-%04d","outcome":"current","applied":[]}`, i)
+			if _, err := js.Publish(ctx, "shoal.results.leak", []byte(data)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	const stored = 50
+	publish(0, stored)
+	// The reader is blocked when its channel is full: wait for that on the
+	// last stored result, so Follow returns with the reader stuck.
+	readerBlocked := func() bool {
+		buf := make([]byte, 1<<20)
+		for _, g := range strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
+			// Blocked in Follow's own select (not in the iterator's).
+			if lines := strings.Split(g, "\n"); len(lines) > 1 && strings.Contains(lines[0], "[select") &&
+				strings.Contains(lines[1], "fleet.Follow.func") {
+				return true
+			}
+		}
+		return false
+	}
+	n := 0
+	tr := fleet.NewTracker("leak", time.Time{})
+	err := fleet.Follow(ctx, js, fleet.DefaultNames(), "leak", tr, fleet.FollowOptions{OnResult: func(fleet.Result) {
+		n++
+		switch n {
+		case 1:
+			publish(stored, 400) // more than the reader's channel holds
+		case stored:
+			fleettest.Eventually(t, 10*time.Second, "the reader blocked", readerBlocked)
+		}
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != stored {
+		t.Fatalf("read %d results, want the %d stored", n, stored)
+	}
+	fleettest.Eventually(t, 10*time.Second, "the reader gone", func() bool {
+		buf := make([]byte, 1<<20)
+		return !strings.Contains(string(buf[:runtime.Stack(buf, true)]), "fleet.Follow.func")
+	})
 }

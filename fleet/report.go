@@ -24,7 +24,6 @@ type Tracker struct {
 	order    []string
 	manifest *Manifest
 	total    int // known total (manifest), -1 unknown
-	received int // results received, including replaced ones
 }
 
 // NewTracker starts tracking runID; start is when the run began (for rates).
@@ -37,7 +36,6 @@ func NewTracker(runID string, start time.Time) *Tracker {
 func (t *Tracker) Add(r Result) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.received++
 	if old, ok := t.byTenant[r.Tenant]; ok {
 		if r.At.Before(old.At) {
 			return

@@ -211,34 +211,47 @@ func publishManifest(ctx context.Context, js jetstream.JetStream, names fleet.Na
 // publishRetry publishes synchronously, retrying transient failures (a
 // server restart) until ctx ends. msgID, if set, makes retries idempotent.
 func publishRetry(ctx context.Context, js jetstream.JetStream, subject string, data []byte, msgID string) error {
+	msg := nats.NewMsg(subject)
+	msg.Data = data
+	if msgID != "" {
+		msg.Header.Set(jetstream.MsgIDHeader, msgID)
+	}
+	if _, err := publishSync(ctx, js, msg, nil); err != nil {
+		return fmt.Errorf("publish to %s: %w", subject, err)
+	}
+	return nil
+}
+
+// publishSync publishes msg until the server stores it, retrying transient
+// failures (no responders, timeouts, reconnects) with backoff until ctx
+// ends; retry, if set, is told about each failure retried.
+func publishSync(ctx context.Context, js jetstream.JetStream, msg *nats.Msg, retry func(error)) (*jetstream.PubAck, error) {
 	backoff := 100 * time.Millisecond
 	for {
-		msg := nats.NewMsg(subject)
-		msg.Data = data
-		if msgID != "" {
-			msg.Header.Set(jetstream.MsgIDHeader, msgID)
-		}
+		m := nats.NewMsg(msg.Subject)
+		m.Data, m.Header = msg.Data, msg.Header
 		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		_, err := js.PublishMsg(pctx, msg)
+		ack, err := js.PublishMsg(pctx, m)
 		cancel()
 		if err == nil {
-			return nil
+			return ack, nil
 		}
 		if ctx.Err() != nil {
-			return fmt.Errorf("publish to %s: %w", subject, ctx.Err())
+			return nil, ctx.Err()
 		}
 		var apiErr *jetstream.APIError
 		if errors.As(err, &apiErr) && apiErr.Code != 503 {
-			return fmt.Errorf("publish to %s: %w", subject, err)
+			return nil, err
+		}
+		if retry != nil {
+			retry(err)
 		}
 		select {
 		case <-time.After(backoff):
 		case <-ctx.Done():
-			return fmt.Errorf("publish to %s: %w", subject, ctx.Err())
+			return nil, ctx.Err()
 		}
-		if backoff < 2*time.Second {
-			backoff *= 2
-		}
+		backoff = min(2*backoff, 2*time.Second)
 	}
 }
 
@@ -293,35 +306,17 @@ func (w *window) settleOldest(ctx context.Context) error {
 }
 
 func (w *window) sync(ctx context.Context, job fleet.Job, msg *nats.Msg) error {
-	backoff := 100 * time.Millisecond
-	for {
-		m := nats.NewMsg(msg.Subject)
-		m.Data = msg.Data
-		m.Header = msg.Header
-		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		ack, err := w.js.PublishMsg(pctx, m)
-		cancel()
-		if err == nil {
-			w.onAck(job, ack.Duplicate)
-			return nil
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		var apiErr *jetstream.APIError
-		if errors.As(err, &apiErr) && apiErr.Code != 503 {
-			return fmt.Errorf("cannot publish the job of %s: %w", job.Tenant, err)
-		}
+	ack, err := publishSync(ctx, w.js, msg, func(err error) {
 		w.log.Warn("publish failed, retrying", zap.String("tenant", job.Tenant), zap.Error(err))
-		select {
-		case <-time.After(backoff):
-		case <-ctx.Done():
-			return ctx.Err()
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			return err
 		}
-		if backoff < 2*time.Second {
-			backoff *= 2
-		}
+		return fmt.Errorf("cannot publish the job of %s: %w", job.Tenant, err)
 	}
+	w.onAck(job, ack.Duplicate)
+	return nil
 }
 
 func (w *window) flush(ctx context.Context) error {

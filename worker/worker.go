@@ -178,6 +178,23 @@ func (w *Worker) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
+		if !w.ready.Load() {
+			// A consumer was deleted: provision both again before
+			// pulling, until that works (even if someone else created
+			// them meanwhile: then this also re-reads their settings).
+			if err := w.Provision(ctx); err != nil {
+				if ctx.Err() != nil {
+					break
+				}
+				w.log.Warn("cannot provision the consumers, retrying", zap.Error(err), zap.Duration("in", backoff))
+				select {
+				case <-time.After(backoff):
+				case <-ctx.Done():
+				}
+				backoff = min(2*backoff, 5*time.Second)
+				continue
+			}
+		}
 		select {
 		case slots <- struct{}{}:
 		case <-ctx.Done():
@@ -214,22 +231,20 @@ func (w *Worker) Run(ctx context.Context) error {
 			if ctx.Err() != nil {
 				break
 			}
-			if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrConsumerDeleted) {
+			if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrConsumerDeleted) ||
+				errors.Is(err, nats.ErrNoResponders) {
 				// Someone deleted the consumer (or the server lost its
-				// state): not ready until it is provisioned again.
+				// state; a pull from a missing consumer gets no
+				// responders): not ready until it is provisioned again,
+				// at the top of the loop.
 				w.ready.Store(false)
-				if perr := w.Provision(ctx); perr != nil {
-					err = perr
-				}
 			}
 			w.log.Warn("pull failed, retrying", zap.Error(err), zap.Duration("in", backoff))
 			select {
 			case <-time.After(backoff):
 			case <-ctx.Done():
 			}
-			if backoff < 5*time.Second {
-				backoff *= 2
-			}
+			backoff = min(2*backoff, 5*time.Second)
 			continue
 		}
 		backoff = 100 * time.Millisecond
@@ -281,17 +296,19 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 		_ = msg.Term()
 		return
 	}
-	log := w.log.With(zap.String("run_id", job.RunID), zap.String("tenant", job.Tenant), zap.Int("attempt", attempt))
 	if job.Tenant == "" {
 		job.Tenant = job.Path
 	}
+	log := w.log.With(zap.String("run_id", job.RunID), zap.String("tenant", job.Tenant), zap.Int("attempt", attempt))
 	w.Metrics.inFlight.Add(1)
 	defer w.Metrics.inFlight.Add(-1)
 	if attempt > 1 {
 		w.Metrics.redeliveries.Add(1)
 	}
 
-	// Heartbeats keep the job ours while it runs longer than the ack wait.
+	// Heartbeats keep the job ours while it runs longer than the ack wait,
+	// until it is acked or terminated: publishing the result may itself
+	// take longer than the ack wait (NATS restarting, results stream slow).
 	hbCtx, stopHB := context.WithCancel(ctx)
 	defer stopHB()
 	go func() {
@@ -315,7 +332,8 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 	res, err := w.migrate(ctx, job)
 	if ctx.Err() != nil && err != nil {
 		// Shutting down past the deadline: the engine rolled back; give the
-		// job back at once (this attempt does not count as a failure).
+		// job back at once, with no result (the delivery still counts
+		// towards max deliver).
 		log.Warn("job cancelled by shutdown, giving it back", zap.Error(err))
 		_ = msg.Nak()
 		w.Metrics.observe("cancelled", time.Since(start))
@@ -330,11 +348,11 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 	case err == nil:
 	case engine.IsRefusal(err) || errors.Is(err, engine.ErrNotFound):
 		// Retrying cannot help: report and drop the job now.
-	case int64(attempt) < w.maxDel.Load():
+	case int64(attempt) < w.maxDeliver(ctx, msg):
 		final = false
 	}
-	stopHB()
 	if !final {
+		stopHB()
 		delay := w.backoff(attempt)
 		log.Warn("migration failed, will retry", zap.Error(err), zap.Duration("retry_in", delay), zap.Int64("max_deliver", w.maxDel.Load()))
 		_ = msg.NakWithDelay(delay)
@@ -407,6 +425,23 @@ func (w *Worker) migrate(ctx context.Context, job fleet.Job) (res *engine.Result
 	return res, nil
 }
 
+// maxDeliver is the max deliver of the consumer msg came from, as the server
+// has it now: another worker or `shoal nats setup` may have changed it since
+// this worker provisioned (the last one wins). Mistaking the last attempt
+// for an earlier one would nak it: never redelivered, it would end with the
+// reaper's "gave up" instead of its error. Falls back to the value seen at
+// provisioning.
+func (w *Worker) maxDeliver(ctx context.Context, msg jetstream.Msg) int64 {
+	if md, err := msg.Metadata(); err == nil {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if c, err := w.js.Consumer(cctx, md.Stream, md.Consumer); err == nil && c.CachedInfo().Config.MaxDeliver > 0 {
+			w.maxDel.Store(int64(c.CachedInfo().Config.MaxDeliver))
+		}
+	}
+	return w.maxDel.Load()
+}
+
 func (w *Worker) result(job fleet.Job, res *engine.Result, err error, attempt int, start time.Time) fleet.Result {
 	return fleet.NewResult(job, res, err, attempt, w.o.Name, time.Since(start))
 }
@@ -458,12 +493,13 @@ func (w *Worker) publish(ctx context.Context, r fleet.Result, seq uint64) error 
 // MAX_DELIVERIES advisory. One worker of the node (queue group) publishes
 // the final `failed` result and removes the message.
 func (w *Worker) startReaper() func() {
+	stream := w.o.Settings.JobsStream
+	if stream == "" {
+		stream = fleet.DefaultJobsStream
+	}
 	var subs []*nats.Subscription
 	for _, high := range []bool{false, true} {
-		subj := fmt.Sprintf("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.%s.%s", w.o.Settings.JobsStream, w.o.Settings.ConsumerName(w.o.Node, high))
-		if w.o.Settings.JobsStream == "" {
-			subj = fmt.Sprintf("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.%s.%s", fleet.DefaultJobsStream, w.o.Settings.ConsumerName(w.o.Node, high))
-		}
+		subj := fmt.Sprintf("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.%s.%s", stream, w.o.Settings.ConsumerName(w.o.Node, high))
 		sub, err := w.nc.QueueSubscribe(subj, "shoal-reaper", w.reap)
 		if err != nil {
 			w.log.Warn("cannot watch max-deliveries advisories", zap.Error(err))

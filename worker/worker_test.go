@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -18,6 +19,8 @@ import (
 	"github.com/shoal-dev/shoal/fleet"
 	"github.com/shoal-dev/shoal/fleet/fleettest"
 	"github.com/shoal-dev/shoal/producer"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 type env struct {
@@ -525,5 +528,146 @@ func TestShutdownDeadlineNaks(t *testing.T) {
 	rep := v.wait("deadline", 1, 10*time.Second)
 	if r := rep.Databases[0]; r.Outcome != "migrated" || r.Attempt != 2 || r.Worker != "next" {
 		t.Fatalf("result %+v", r)
+	}
+}
+
+// Publishing the result takes longer than the ack wait (the results stream
+// is missing for three ack waits): heartbeats go on until the job is acked,
+// so it is not redelivered and handled a second time.
+func TestHeartbeatsUntilAcked(t *testing.T) {
+	t.Parallel()
+	v := newEnv(t, fleettest.StartEmbedded(t, "", 0).URL)
+	v.set.AckWait = time.Second
+	fleettest.Fleet(t, v.e, v.root, 1, nil)
+	v.produce("slowpub", nil)
+	var mu sync.Mutex
+	var attempts []int
+	restored := make(chan struct{})
+	v.worker("w", 2, func(o *Options, _ *nats.Conn) {
+		o.afterMigrate = func(_ context.Context, _ fleet.Job, attempt int) {
+			mu.Lock()
+			attempts = append(attempts, attempt)
+			first := len(attempts) == 1
+			mu.Unlock()
+			if !first {
+				return
+			}
+			if err := v.js.DeleteStream(context.Background(), fleet.DefaultResultsStream); err != nil {
+				t.Error(err)
+			}
+			time.AfterFunc(3*v.set.AckWait, func() {
+				defer close(restored)
+				if err := fleet.ProvisionStreams(context.Background(), v.js, v.set); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+	})
+	<-restored
+	rep := v.wait("slowpub", 1, 20*time.Second)
+	if r := rep.Databases[0]; r.Outcome != "migrated" || r.Attempt != 1 {
+		t.Fatalf("result %+v", r)
+	}
+	fleettest.Eventually(t, 10*time.Second, "empty work queue", func() bool { return fleettest.JobsLeft(t, v.js) == 0 })
+	mu.Lock()
+	defer mu.Unlock()
+	if !reflect.DeepEqual(attempts, []int{1}) {
+		t.Fatalf("attempts %v: the job was redelivered while its result was being published", attempts)
+	}
+}
+
+// The consumers are deleted and the worker cannot provision them again
+// (another consumer overlaps them on the work queue); once someone else
+// (`shoal nats setup`) provisions them, the worker is ready again and works.
+func TestReadyAgainAfterConsumersRestored(t *testing.T) {
+	t.Parallel()
+	v := newEnv(t, fleettest.StartEmbedded(t, "", 0).URL)
+	ctx := context.Background()
+	if _, _, err := fleet.Provision(ctx, v.js, v.set, fleet.DefaultNode); err != nil {
+		t.Fatal(err)
+	}
+	core, logs := observer.New(zap.WarnLevel)
+	w := v.worker("w", 1, func(o *Options, _ *nats.Conn) { o.Logger = zap.New(core) })
+	fleettest.Eventually(t, 5*time.Second, "ready", w.w.Ready)
+	// Delete the consumers and block their re-creation with a consumer
+	// whose filter overlaps theirs (a work queue refuses overlaps); retry
+	// when the worker re-created them first.
+	fleettest.Eventually(t, 10*time.Second, "a blocking consumer", func() bool {
+		for _, high := range []bool{true, false} {
+			_ = v.js.DeleteConsumer(ctx, fleet.DefaultJobsStream, v.set.ConsumerName(fleet.DefaultNode, high))
+		}
+		_, err := v.js.CreateConsumer(ctx, fleet.DefaultJobsStream, jetstream.ConsumerConfig{
+			Durable: "blocker", FilterSubject: "shoal.jobs.>", AckPolicy: jetstream.AckExplicitPolicy})
+		return err == nil
+	})
+	fleettest.Eventually(t, 10*time.Second, "a failed provisioning", func() bool {
+		for _, e := range logs.All() {
+			if err, ok := e.ContextMap()["error"].(string); ok && strings.Contains(err, "not unique") {
+				return true
+			}
+		}
+		return false
+	})
+	if w.w.Ready() {
+		t.Fatal("ready without consumers")
+	}
+	if err := v.js.DeleteConsumer(ctx, fleet.DefaultJobsStream, "blocker"); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := fleet.ProvisionConsumers(ctx, v.js, v.set, fleet.DefaultNode); err != nil {
+		t.Fatal(err)
+	}
+	fleettest.Eventually(t, 10*time.Second, "ready again", w.w.Ready)
+	fleettest.Fleet(t, v.e, v.root, 2, nil)
+	v.produce("restored", nil)
+	if rep := v.wait("restored", 2, 20*time.Second); !rep.OK() {
+		t.Fatalf("%+v", rep.Failed())
+	}
+}
+
+// Another worker (or `shoal nats setup`) lowered max deliver after this
+// worker provisioned: the worker still knows the last attempt when it fails,
+// so the final result carries the migration's error (not the reaper's
+// "gave up").
+func TestMaxDeliverLoweredByAnother(t *testing.T) {
+	t.Parallel()
+	v := newEnv(t, fleettest.StartEmbedded(t, "", 0).URL)
+	fleettest.Breakable(t, v.e, v.path("bad/app.db"))
+	v.worker("w", 1, nil) // provisions max deliver 3
+	v.set.MaxDeliver = 2  // the last one to provision wins
+	v.produce("lowered", nil)
+	rep := v.wait("lowered", 1, 20*time.Second)
+	if r := rep.Databases[0]; r.Outcome != "failed" || r.Attempt != 2 || r.Error == nil || !strings.Contains(*r.Error, "notes") {
+		t.Fatalf("final result %+v", r)
+	}
+	fleettest.Eventually(t, 10*time.Second, "the job removed from the stream", func() bool { return fleettest.JobsLeft(t, v.js) == 0 })
+	if all := fleettest.All(t, v.js, "lowered"); len(all) != 1 {
+		t.Fatalf("%d results", len(all))
+	}
+}
+
+// A job without a tenant id (published by hand) is reported and logged under
+// its path.
+func TestJobWithoutTenantLogsPath(t *testing.T) {
+	t.Parallel()
+	v := newEnv(t, fleettest.StartEmbedded(t, "", 0).URL)
+	fleettest.Fleet(t, v.e, v.root, 1, nil)
+	if _, _, err := fleet.Provision(context.Background(), v.js, v.set, fleet.DefaultNode); err != nil {
+		t.Fatal(err)
+	}
+	path := v.path("t-000/app.db")
+	data := `{"run_id":"notenant","path":` + strconv.Quote(path) + `,"target":3}`
+	if _, err := v.js.Publish(context.Background(), "shoal.jobs.default", []byte(data)); err != nil {
+		t.Fatal(err)
+	}
+	core, logs := observer.New(zap.InfoLevel)
+	v.worker("w", 1, func(o *Options, _ *nats.Conn) { o.Logger = zap.New(core) })
+	rep := v.wait("notenant", 1, 20*time.Second)
+	if r := rep.Databases[0]; r.Tenant != path || r.Outcome != "migrated" {
+		t.Fatalf("result %+v", r)
+	}
+	fleettest.Eventually(t, 10*time.Second, "the job's log line", func() bool { return logs.FilterMessage("job done").Len() == 1 })
+	if got := logs.FilterMessage("job done").All()[0].ContextMap()["tenant"]; got != path {
+		t.Fatalf("job logged with tenant %q, want %q", got, path)
 	}
 }

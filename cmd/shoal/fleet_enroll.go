@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"os"
@@ -70,7 +71,7 @@ func fleetEnrollAction(c *cli.Context) error {
 	defer stop()
 	rep := enrollReport{Databases: []enrollEntry{}}
 	err = fleet.Walk(ctx, root, c.String("pattern"), func(tenant, path string) error {
-		ent := enrollOne(c, e, tenant, path)
+		ent := enrollOne(ctx, c, e, tenant, path)
 		rep.Total++
 		switch ent.Outcome {
 		case "enrolled":
@@ -116,16 +117,16 @@ func fleetEnrollAction(c *cli.Context) error {
 	return nil
 }
 
-func enrollOne(c *cli.Context, e *engine.Engine, tenant, path string) enrollEntry {
+func enrollOne(ctx context.Context, c *cli.Context, e *engine.Engine, tenant, path string) enrollEntry {
 	ent := enrollEntry{Tenant: tenant, Path: path}
-	if _, err := e.Version(c.Context, path); err == nil {
+	if _, err := e.Version(ctx, path); err == nil {
 		ent.Outcome = "managed"
 		return ent
 	} else if !errors.Is(err, engine.ErrUnmanaged) {
 		ent.Outcome, ent.Error = "error", fleet.String(err.Error())
 		return ent
 	}
-	en, err := e.Enroll(c.Context, path, c.Int64("version"))
+	en, err := e.Enroll(ctx, path, c.Int64("version"))
 	switch {
 	case err == nil:
 		ent.Outcome, ent.Version, ent.Source = "enrolled", fleet.Int64(en.Version), fleet.String(en.Source)
