@@ -15,10 +15,11 @@ go test ./engine -run '^$' -bench 'CurrentCached|CurrentFirstCheck|FreshDBs' -be
 echo "== backup, snapshot and restore of a ${SHOAL_BENCH_MB} MB DB vs io.Copy + fsync"
 go test ./engine -run '^$' -bench 'BackupVsCopy|SnapshotRestore' -benchtime 1x | grep -E '^Benchmark' || true
 
-if go test -list 'Benchmark' ./fleet/... 2>/dev/null | grep -q '^Benchmark'; then
-  echo "== fleet over embedded NATS vs the engine alone"
-  go test ./fleet/... -run '^$' -bench . -benchtime 1x | grep -E '^Benchmark' || true
-fi
+echo "== shoal run (embedded NATS) vs the engine alone and a bare loop: SHOAL_BENCH_DBS fresh tenants x 20 migrations"
+go test ./fleet/local -run '^$' -bench 'RunVsFloors' -benchtime 1x | grep -E '^Benchmark'
+echo "== shoal run over 500 fresh tenants with the example migrations, 1 and 4 workers, vs the engine alone"
+go test ./fleet/local -run '^$' -bench 'BenchmarkRun$' -benchtime 1x | grep -E '^Benchmark'
+echo "== fleet scale (fleet status over 10k and 100k files, --only-behind): ./scripts/bench-fleet.sh"
 
 echo "== binary"
 CGO_ENABLED=0 go build -trimpath -o bin/shoal ./cmd/shoal
