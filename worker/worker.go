@@ -175,6 +175,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	w.log.Info("worker started", zap.Int("concurrency", w.o.Concurrency), zap.Duration("ack_wait", time.Duration(w.ackWait.Load())),
 		zap.Int64("max_deliver", w.maxDel.Load()))
 	slots := make(chan struct{}, w.o.Concurrency)
+	publishSlots := make(chan struct{}, w.o.Concurrency)
 	var wg sync.WaitGroup
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
@@ -214,8 +215,22 @@ func (w *Worker) Run(ctx context.Context) error {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				defer func() { <-slots }()
-				w.handle(jobCtx, msg)
+				// The DB slot is given back as soon as the migration is
+				// over, so the next job is pulled and migrated while this
+				// one's result is published and acked; at most
+				// Concurrency jobs are in that phase at once.
+				var once sync.Once
+				release := func() { once.Do(func() { <-slots }) }
+				defer release()
+				publishing := false
+				w.handle(jobCtx, msg, func() {
+					publishSlots <- struct{}{}
+					publishing = true
+					release()
+				})
+				if publishing {
+					<-publishSlots
+				}
 			}()
 		}
 		got, err := w.pull(w.high, free, 0, dispatch)
@@ -281,8 +296,9 @@ func (w *Worker) pull(c jetstream.Consumer, n int, wait time.Duration, dispatch 
 }
 
 // handle runs one job: migrate, publish the result, then ack (or nak with
-// backoff, or term).
-func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
+// backoff, or term). migrated is called once the engine is done with the
+// DB, before the result is published (not for jobs given back or retried).
+func (w *Worker) handle(ctx context.Context, msg jetstream.Msg, migrated func()) {
 	start := time.Now()
 	attempt := 1
 	var seq uint64
@@ -360,6 +376,7 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 		return
 	}
 	// The migration is done: report it even if shutdown's deadline passed.
+	migrated()
 	pctx, pcancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer pcancel()
 	if err := w.publish(pctx, r, seq); err != nil {
