@@ -3,6 +3,7 @@ package engine
 import (
 	"errors"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -134,5 +135,23 @@ func TestInterruptedStepRecoveredByNextRun(t *testing.T) {
 	check.QueryRow("SELECT count(*) FROM a").Scan(&n)
 	if n != 1 {
 		t.Fatalf("rows %d: the interrupted step's write was not undone before the step ran again", n)
+	}
+}
+
+// The step marker names the snapshot by an absolute path, so a run started
+// from another working directory can still restore it. The step itself
+// reads the marker while it runs.
+func TestStepMarkerSnapshotPathIsAbsolute(t *testing.T) {
+	d := t.TempDir()
+	t.Chdir(d)
+	files := map[string]string{"0001_a.sql": "CREATE TABLE a (x);", "0002_peek.sh": "cat \"$1.shoal-lock\"\nexit 1\n"}
+	_, err := newEngine(t, files).Migrate(ctx(t), "t.db", MigrateOptions{})
+	var me *MigrationError
+	if !errors.As(err, &me) {
+		t.Fatalf("want the step's failure, got %v", err)
+	}
+	want := "step 2 up " + filepath.Join(d, "t.db"+snapshotSuffix)
+	if strings.TrimSpace(me.Output) != want {
+		t.Fatalf("marker during the step: %q, want %q", me.Output, want)
 	}
 }
