@@ -3,7 +3,6 @@ package engine
 import (
 	"encoding/binary"
 	"errors"
-	"io"
 	"io/fs"
 	"os"
 	"syscall"
@@ -38,42 +37,19 @@ func statID(path string) (fileID, error) {
 		}
 		return fileID{}, err
 	}
+	return fileIDOf(fi), nil
+}
+
+func fileIDOf(fi os.FileInfo) fileID {
 	id := fileID{size: fi.Size(), mtime: fi.ModTime().UnixNano()}
 	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
 		id.dev, id.ino = uint64(st.Dev), st.Ino
 		id.ctime = st.Ctim.Sec*1e9 + st.Ctim.Nsec
 	}
-	return id, nil
+	return id
 }
 
-// takeFingerprint stats path, reads its header, and stats its -wal in WAL
-// mode. The header is returned for headerAtHead.
-func takeFingerprint(path string) (fingerprint, [100]byte, bool) {
-	var hdr [100]byte
-	db, err := statID(path)
-	if err != nil || db.ino == 0 {
-		return fingerprint{}, hdr, false
-	}
-	fp := fingerprint{db: db}
-	f, err := os.Open(path)
-	if err != nil {
-		return fingerprint{}, hdr, false
-	}
-	_, err = io.ReadFull(f, hdr[:])
-	f.Close()
-	if err != nil {
-		return fingerprint{}, hdr, false
-	}
-	fp.walMode = hdr[18] == 2
-	if fp.walMode {
-		if fp.wal, err = statID(path + "-wal"); err != nil {
-			return fingerprint{}, hdr, false
-		}
-	}
-	return fp, hdr, true
-}
-
-// headerAtHead reports, from the header read by takeFingerprint, that the
+// headerAtHead reports, from the header read by inspectFile, that the
 // DB carries shoal's mark and the fingerprint of exactly this migration set,
 // without SQLite opening the file. The header on disk is trusted only in
 // rollback-journal mode (in WAL mode it is stale until a checkpoint), with

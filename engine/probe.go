@@ -15,14 +15,13 @@ func (e *Engine) Version(ctx context.Context, path string) (int64, error) {
 	if e.cachedAtHead(path) {
 		return e.head, nil
 	}
-	fp, hdr, fpOK := takeFingerprint(path)
-	if fpOK && e.headerAtHead(path, fp, hdr) {
-		e.rememberAtHead(path, fp)
-		return e.head, nil
-	}
-	exists, err := checkFile(path)
-	if err != nil || !exists {
+	info, err := inspectFile(path)
+	if err != nil || !info.exists {
 		return 0, err
+	}
+	if e.headerAtHead(path, info.fp, info.hdr) {
+		e.rememberAtHead(path, info.fp)
+		return e.head, nil
 	}
 	db, err := openDB(path, e.opts.BusyTimeout, true)
 	if err != nil {
@@ -44,9 +43,7 @@ func (e *Engine) Version(ctx context.Context, path string) (int64, error) {
 			return 0, sqliteError(path, err)
 		}
 		if uv == e.headHash {
-			if fpOK {
-				e.rememberAtHead(path, fp)
-			}
+			e.rememberAtHead(path, info.fp)
 			return e.head, nil
 		}
 	}

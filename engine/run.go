@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -33,31 +32,29 @@ func (e *Engine) Migrate(ctx context.Context, path string, o MigrateOptions) (*R
 		res.From, res.To = e.head, e.head
 		return res, nil
 	}
-	fp, hdr, fpOK := takeFingerprint(path)
-	if fpOK && atHead && !o.DryRun && e.headerAtHead(path, fp, hdr) {
-		e.rememberAtHead(path, fp)
-		res.From, res.To = e.head, e.head
-		return res, nil
-	}
-	exists, err := checkFile(path)
+	info, err := inspectFile(path)
 	if err != nil {
 		return nil, err
 	}
-	if !exists {
-		if _, serr := os.Stat(path); os.IsNotExist(serr) {
-			if o.MustExist {
-				return nil, &DBError{Path: path, Kind: ErrNotFound, Hint: "the tenant was removed, or the path is wrong; nothing was created"}
+	if info.exists && atHead && !o.DryRun && e.headerAtHead(path, info.fp, info.hdr) {
+		e.rememberAtHead(path, info.fp)
+		res.From, res.To = e.head, e.head
+		return res, nil
+	}
+	exists := info.exists
+	if info.missing {
+		if o.MustExist {
+			return nil, &DBError{Path: path, Kind: ErrNotFound, Hint: "the tenant was removed, or the path is wrong; nothing was created"}
+		}
+		if o.DryRun {
+			// Report without creating the file.
+			st := &dbState{applied: map[int64]HistoryRow{}}
+			pending, err := e.plan(path, st, target, o)
+			if err != nil {
+				return nil, err
 			}
-			if o.DryRun {
-				// Report without creating the file.
-				st := &dbState{applied: map[int64]HistoryRow{}}
-				pending, err := e.plan(path, st, target, o)
-				if err != nil {
-					return nil, err
-				}
-				res.Pending = appliedList(pending)
-				return res, nil
-			}
+			res.Pending = appliedList(pending)
+			return res, nil
 		}
 	}
 
@@ -69,8 +66,8 @@ func (e *Engine) Migrate(ctx context.Context, path string, o MigrateOptions) (*R
 		db.Close()
 		// Closing the last connection may checkpoint a WAL: fingerprint after.
 		if err == nil && res.To >= e.head && !o.DryRun {
-			if fp, _, ok := takeFingerprint(path); ok {
-				e.rememberAtHead(path, fp)
+			if info, ierr := inspectFile(path); ierr == nil && info.exists {
+				e.rememberAtHead(path, info.fp)
 			}
 		}
 	}()
@@ -85,10 +82,7 @@ func (e *Engine) Migrate(ctx context.Context, path string, o MigrateOptions) (*R
 		uv, err2 := pragmaInt(ctx, conn, "user_version")
 		if err1 == nil && err2 == nil && appID == shoalAppID && uv == e.headHash {
 			res.From, res.To = e.head, e.head
-			if fpOK {
-				e.rememberAtHead(path, fp)
-			}
-			return res, nil
+			return res, nil // remembered by the deferred fingerprint, taken after close
 		}
 	}
 

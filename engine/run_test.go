@@ -462,8 +462,9 @@ func TestHeaderTrustedOnlyWhenCommitted(t *testing.T) {
 	if _, err := e.Migrate(ctx(t), p, MigrateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	fp, hdr, ok := takeFingerprint(p)
-	if !ok || !e.headerAtHead(p, fp, hdr) {
+	info, err := inspectFile(p)
+	fp, hdr := info.fp, info.hdr
+	if err != nil || !info.exists || !e.headerAtHead(p, fp, hdr) {
 		t.Fatal("a DB at head in rollback mode is not recognised from its header")
 	}
 	if newEngine(t, map[string]string{"0001_users.sql": basic["0001_users.sql"]}).headerAtHead(p, fp, hdr) {
@@ -482,8 +483,8 @@ func TestHeaderTrustedOnlyWhenCommitted(t *testing.T) {
 	}
 	// WAL mode: the file's header is stale until a checkpoint.
 	execAll(t, p, "PRAGMA journal_mode = WAL")
-	fp, hdr, _ = takeFingerprint(p)
-	if e.headerAtHead(p, fp, hdr) {
+	info, _ = inspectFile(p)
+	if e.headerAtHead(p, info.fp, info.hdr) {
 		t.Fatal("header trusted in WAL mode")
 	}
 	if v, err := newEngine(t, basic).Version(ctx(t), p); err != nil || v != 2 {

@@ -27,47 +27,71 @@ func itoa(v int64) string { return strconv.FormatInt(v, 10) }
 
 const sqliteMagic = "SQLite format 3\x00"
 
-// checkFile looks at a DB file before SQLite opens it. It returns
-// exists=false for a missing or empty file (a fresh DB), and ErrCorrupt for
-// a directory, a truncated file or a file that is not a SQLite database, so
-// that such files are refused without SQLite ever writing to them.
-func checkFile(path string) (exists bool, err error) {
+// fileInfo is what one look at a DB file on disk tells, before SQLite opens it.
+type fileInfo struct {
+	missing bool        // no file at all
+	exists  bool        // a SQLite database with content (not missing, not empty)
+	fp      fingerprint // valid when exists
+	hdr     [100]byte   // the header, when exists
+}
+
+// inspectFile stats a DB file and reads its 100-byte header once: what the
+// no-op check, the refusal of non-databases and the cache all need. It
+// returns ErrCorrupt for a directory, a truncated file or a file that is not
+// a SQLite database, so that such files are refused without SQLite ever
+// writing to them. A missing or empty file is a fresh DB (exists=false).
+func inspectFile(path string) (fileInfo, error) {
+	var info fileInfo
 	fi, err := os.Stat(path)
 	if err != nil {
 		if os.IsNotExist(err) {
-			return false, nil
+			info.missing = true
+			return info, nil
 		}
-		return false, &DBError{Path: path, Kind: ErrCorrupt, Detail: "cannot stat the file", Err: err}
+		return info, &DBError{Path: path, Kind: ErrCorrupt, Detail: "cannot stat the file", Err: err}
 	}
 	if fi.IsDir() {
-		return false, &DBError{Path: path, Kind: ErrCorrupt, Detail: "is a directory, not a database file",
+		return info, &DBError{Path: path, Kind: ErrCorrupt, Detail: "is a directory, not a database file",
 			Hint: "point --db at a SQLite file"}
 	}
 	if !fi.Mode().IsRegular() {
-		return false, &DBError{Path: path, Kind: ErrCorrupt, Detail: "is not a regular file"}
+		return info, &DBError{Path: path, Kind: ErrCorrupt, Detail: "is not a regular file"}
 	}
 	if fi.Size() == 0 {
-		return false, nil
+		return info, nil
 	}
 	f, err := os.Open(path)
 	if err != nil {
-		return false, &DBError{Path: path, Kind: ErrCorrupt, Detail: "cannot read the file", Err: err}
+		return info, &DBError{Path: path, Kind: ErrCorrupt, Detail: "cannot read the file", Err: err}
 	}
-	defer f.Close()
-	hdr := make([]byte, 100)
-	n, err := io.ReadFull(f, hdr)
+	n, err := io.ReadFull(f, info.hdr[:])
+	f.Close()
 	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) {
-		return false, &DBError{Path: path, Kind: ErrCorrupt, Detail: "cannot read the header", Err: err}
+		return info, &DBError{Path: path, Kind: ErrCorrupt, Detail: "cannot read the header", Err: err}
 	}
-	if n < len(sqliteMagic) || !bytes.Equal(hdr[:len(sqliteMagic)], []byte(sqliteMagic)) {
-		return false, &DBError{Path: path, Kind: ErrCorrupt, Detail: "not a SQLite database (no SQLite header)",
+	if n < len(sqliteMagic) || !bytes.Equal(info.hdr[:len(sqliteMagic)], []byte(sqliteMagic)) {
+		return info, &DBError{Path: path, Kind: ErrCorrupt, Detail: "not a SQLite database (no SQLite header)",
 			Hint: "check the path; restore the tenant from a backup if this file should be a database"}
 	}
 	if n < 100 {
-		return false, &DBError{Path: path, Kind: ErrCorrupt, Detail: fmt.Sprintf("truncated: %d bytes, shorter than a SQLite header", fi.Size()),
+		return info, &DBError{Path: path, Kind: ErrCorrupt, Detail: fmt.Sprintf("truncated: %d bytes, shorter than a SQLite header", fi.Size()),
 			Hint: "restore the tenant from a backup"}
 	}
-	return true, nil
+	info.exists = true
+	info.fp = fingerprint{db: fileIDOf(fi), walMode: info.hdr[18] == 2}
+	if info.fp.walMode {
+		if info.fp.wal, err = statID(path + "-wal"); err != nil {
+			return info, &DBError{Path: path, Kind: ErrCorrupt, Detail: "cannot stat the -wal file", Err: err}
+		}
+	}
+	return info, nil
+}
+
+// checkFile is inspectFile for callers that only need to know whether the
+// DB has content.
+func checkFile(path string) (exists bool, err error) {
+	info, err := inspectFile(path)
+	return info.exists, err
 }
 
 // readState reads the header pragmas, whether shoal manages the DB, and its
