@@ -57,6 +57,9 @@ type CheckReport struct {
 	Head       int64          `json:"head"`
 	Problems   []CheckProblem `json:"problems"`
 	Lint       []LintFinding  `json:"lint"`
+	// Layout names the layout the directory was read in ("" when it did
+	// not load).
+	Layout string `json:"layout"`
 }
 
 // Check is `shoal check`: everything CI should know about a migrations
@@ -111,7 +114,7 @@ func Check(ctx context.Context, o CheckOptions) (*CheckReport, error) {
 		problem(ProblemDirectory, file, lineOf(msg), nil, "%s", msg)
 		return rep, nil
 	}
-	rep.Migrations, rep.Head = len(e.migrations), e.head
+	rep.Migrations, rep.Head, rep.Layout = len(e.migrations), e.head, e.layout
 
 	scratchDir, err := os.MkdirTemp("", "shoal-check-")
 	if err != nil {

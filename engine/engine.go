@@ -16,6 +16,9 @@ type Options struct {
 	DirName string
 	// Go lists migrations written in Go, merged with the files by version.
 	Go []GoMigration
+	// Layout forces the layout of Dir (LayoutGoose, "dbmate", ...; see
+	// Layouts); "" detects it (docs/switching.md).
+	Layout string
 	// BusyTimeout bounds every wait for a lock (SQLite's and the migrator
 	// lock). Default 30s.
 	BusyTimeout time.Duration
@@ -27,6 +30,7 @@ type Options struct {
 // verified at head. It is safe for concurrent use by many goroutines.
 type Engine struct {
 	opts       Options
+	layout     string // the layout Dir was read in
 	migrations []Migration
 	byVersion  map[int64]*Migration
 	head       int64
@@ -102,13 +106,20 @@ func New(o Options) (*Engine, error) {
 		o.DirName = "(migrations)"
 	}
 	var ms []Migration
-	if o.Dir != nil || len(o.Go) > 0 {
-		var err error
+	layout, err := readLayout(o)
+	if err != nil {
+		return nil, err
+	}
+	if layout.name != LayoutShoal {
+		if ms, err = loadLayout(o.Dir, o.DirName, layout, o.Go); err != nil {
+			return nil, err
+		}
+	} else if o.Dir != nil || len(o.Go) > 0 {
 		if ms, err = loadMigrations(o.Dir, o.DirName, o.Go); err != nil {
 			return nil, err
 		}
 	}
-	e := &Engine{opts: o, migrations: ms, byVersion: make(map[int64]*Migration, len(ms)), cache: map[string]fingerprint{}}
+	e := &Engine{opts: o, layout: layout.name, migrations: ms, byVersion: make(map[int64]*Migration, len(ms)), cache: map[string]fingerprint{}}
 	for i := range e.migrations {
 		m := &e.migrations[i]
 		e.byVersion[m.Version] = m

@@ -76,6 +76,14 @@ type Migration struct {
 	Checksum string
 	// Go is set for Go migrations.
 	Go *GoMigration
+	// Files lists every file of the migration (up, down, side files) when
+	// it was read from another tool's layout (docs/switching.md); nil in
+	// shoal's own layout, where File is the only one.
+	Files []string
+	// ToolVersion is the version as that tool records it in its history
+	// ("1.1" for Flyway's V1_1, diesel's 20240115103000, Prisma's directory
+	// name); "" in shoal's own layout.
+	ToolVersion string
 }
 
 // Reversible reports whether the migration can be undone by `shoal down`.

@@ -14,6 +14,8 @@ type Status struct {
 	Pending []Applied `json:"pending"`
 	// Applied lists the history rows; Changed marks those whose file changed.
 	Applied []AppliedStatus `json:"applied"`
+	// Layout names the layout the migrations directory was read in.
+	Layout string `json:"layout"`
 }
 
 // AppliedStatus is one history row and whether its file still matches.
@@ -27,7 +29,7 @@ type AppliedStatus struct {
 // Status reads a DB's history without the write lock and without creating
 // the file (a missing file: version 0, everything pending).
 func (e *Engine) Status(ctx context.Context, path string) (*Status, error) {
-	s := &Status{Path: path, Head: e.head, Pending: []Applied{}, Applied: []AppliedStatus{}}
+	s := &Status{Path: path, Head: e.head, Pending: []Applied{}, Applied: []AppliedStatus{}, Layout: e.layout}
 	exists, err := checkFile(path)
 	if err != nil {
 		return nil, err

@@ -76,6 +76,19 @@ func ListMigrationFiles(fsys fs.FS) ([]MigrationFile, error) {
 
 // ComputeSum returns the sum entries of the migration files in fsys.
 func ComputeSum(fsys fs.FS) ([]SumEntry, error) {
+	if lf, _, err := LayoutFiles(fsys, ""); err == nil && lf != nil {
+		// Another tool's layout: every file of every migration (down parts
+		// and side files included), in version order.
+		out := make([]SumEntry, 0, len(lf))
+		for _, f := range lf {
+			data, err := fs.ReadFile(fsys, f)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, SumEntry{File: f, Checksum: Checksum(data)})
+		}
+		return out, nil
+	}
 	files, err := ListMigrationFiles(fsys)
 	if err != nil {
 		return nil, err

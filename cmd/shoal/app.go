@@ -50,6 +50,7 @@ func commands() []*cli.Command {
 			c.Subcommands = append(c.Subcommands, fleetSubcommands...)
 		}
 	}
+	addLayoutFlags(cmds)
 	return cmds
 }
 

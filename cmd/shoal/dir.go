@@ -54,7 +54,7 @@ func openEngine(c *cli.Context) (*engine.Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	opts := engine.Options{Dir: fsys, DirName: name}
+	opts := engine.Options{Dir: fsys, DirName: name, Layout: c.String("layout")}
 	if hasFlag(c, "busy-timeout") {
 		opts.BusyTimeout = c.Duration("busy-timeout")
 	}

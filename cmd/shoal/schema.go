@@ -185,7 +185,7 @@ func checkAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	o := engine.CheckOptions{Options: engine.Options{Dir: fsys, DirName: dir}, Strict: c.Bool("strict"), NoRoundTrip: c.Bool("no-roundtrip")}
+	o := engine.CheckOptions{Options: engine.Options{Dir: fsys, DirName: dir, Layout: c.String("layout")}, Strict: c.Bool("strict"), NoRoundTrip: c.Bool("no-roundtrip")}
 	if !embedded {
 		sp := schemaPath(dir)
 		data, err := os.ReadFile(sp)
@@ -248,6 +248,9 @@ func lintCounts(ls []engine.LintFinding) (errs, warns int) {
 }
 
 func printCheck(c *cli.Context, dir string, rep *engine.CheckReport) {
+	if rep.Layout != "" {
+		printf(c, "%s: %s layout, %d migrations, head %d\n", dir, rep.Layout, rep.Migrations, rep.Head)
+	}
 	for _, p := range rep.Problems {
 		printf(c, "problem (%s): %s%s\n", p.Kind, where(p.File, p.Line), p.Message)
 		if p.Kind == engine.ProblemSchema {

@@ -37,7 +37,7 @@ func statusAction(c *cli.Context) error {
 			return err
 		}
 	} else {
-		printf(c, "%s: version %d of %d (%s)\n", s.Path, s.Version, s.Head, e.DirName())
+		printf(c, "%s: version %d of %d (%s, %s layout)\n", s.Path, s.Version, s.Head, e.DirName(), e.Layout())
 		for _, a := range s.Applied {
 			mark := ""
 			switch {

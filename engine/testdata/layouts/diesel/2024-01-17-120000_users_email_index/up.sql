@@ -1,0 +1,2 @@
+-- Your SQL goes here
+CREATE INDEX users_email ON users (email);

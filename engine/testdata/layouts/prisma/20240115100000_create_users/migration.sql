@@ -1,0 +1,2 @@
+-- CreateStep
+CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT NOT NULL);

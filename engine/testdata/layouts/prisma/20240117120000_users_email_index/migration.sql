@@ -1,0 +1,2 @@
+-- CreateStep
+CREATE INDEX users_email ON users (email);

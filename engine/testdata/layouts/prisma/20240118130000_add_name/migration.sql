@@ -1,0 +1,2 @@
+-- CreateStep
+ALTER TABLE users ADD COLUMN name TEXT;

@@ -1,0 +1,2 @@
+-- no-transaction
+DROP INDEX users_email;
