@@ -19,6 +19,9 @@ type FollowOptions struct {
 	UntilComplete bool
 	// OnResult is called for each result, in stream order.
 	OnResult func(Result)
+	// Filter, when set, keeps only the results it accepts (Pass.Offer):
+	// the others are neither added to the tracker nor given to OnResult.
+	Filter func(Result) bool
 	// Tick is called about every TickEvery while following.
 	Tick      func()
 	TickEvery time.Duration
@@ -156,7 +159,7 @@ func Follow(ctx context.Context, js jetstream.JetStream, names Names, runID stri
 				continue // transient (reconnect); the ordered consumer recovers
 			}
 			read++
-			if it.r.Tenant != "" {
+			if it.r.Tenant != "" && (o.Filter == nil || o.Filter(it.r)) {
 				t.Add(it.r)
 				if o.OnResult != nil {
 					o.OnResult(it.r)

@@ -35,7 +35,13 @@ func AtHead(outcome string) bool {
 // Job asks a worker to migrate one tenant DB. Published on
 // shoal.jobs.<node> (bulk) or shoal.jobs.<node>.high (enqueue).
 type Job struct {
-	RunID  string `json:"run_id"`
+	RunID string `json:"run_id"`
+	// JobID names this job: the producer derives it from the run id, the
+	// tenant and the state of the DB file it saw, and uses it as the
+	// Nats-Msg-Id, so re-publishing an unchanged DB in the same run adds
+	// nothing. The worker copies it into the result, so a producer waits for
+	// exactly the jobs of its pass.
+	JobID  string `json:"job_id"`
 	Tenant string `json:"tenant"`
 	Path   string `json:"path"`
 	// Target is the version to migrate to: the producer's head (0: the
@@ -51,6 +57,7 @@ type Job struct {
 // when there is none, Applied an array, never null.
 type Result struct {
 	RunID      string           `json:"run_id"`
+	JobID      string           `json:"job_id"` // the job's job_id ("" for a job without one)
 	Tenant     string           `json:"tenant"`
 	Path       string           `json:"path"`
 	Outcome    string           `json:"outcome"`
@@ -208,7 +215,7 @@ func NewRunID(now time.Time) string {
 // NewResult is the result of one engine run on job's DB: the outcome from
 // the engine's result or error, every key filled.
 func NewResult(job Job, res *engine.Result, err error, attempt int, worker string, took time.Duration) Result {
-	r := Result{RunID: job.RunID, Tenant: job.Tenant, Path: job.Path, Attempt: attempt, Worker: worker,
+	r := Result{RunID: job.RunID, JobID: job.JobID, Tenant: job.Tenant, Path: job.Path, Attempt: attempt, Worker: worker,
 		Applied: []engine.Applied{}, At: time.Now().UTC(), DurationMs: took.Milliseconds()}
 	if res != nil {
 		r.From, r.To = Int64(res.From), Int64(res.To)

@@ -27,7 +27,7 @@ func TestResultJSONEveryKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"applied", "at", "attempt", "backup", "duration_ms", "error", "from", "outcome", "path", "run_id", "tenant", "to", "worker"}
+	want := []string{"applied", "at", "attempt", "backup", "duration_ms", "error", "from", "job_id", "outcome", "path", "run_id", "tenant", "to", "worker"}
 	if got := keys(t, data); !reflect.DeepEqual(got, want) {
 		t.Fatalf("keys %v, want %v", got, want)
 	}
@@ -51,7 +51,7 @@ func TestResultJSONEveryKey(t *testing.T) {
 
 func TestJobAndManifestJSON(t *testing.T) {
 	data, _ := json.Marshal(Job{})
-	want := []string{"path", "priority", "requested_at", "run_id", "target", "tenant"}
+	want := []string{"job_id", "path", "priority", "requested_at", "run_id", "target", "tenant"}
 	if got := keys(t, data); !reflect.DeepEqual(got, want) {
 		t.Fatalf("job keys %v, want %v", got, want)
 	}

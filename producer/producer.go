@@ -4,15 +4,21 @@ package producer
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
+	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/shoal-dev/shoal/engine"
 	"github.com/shoal-dev/shoal/fleet"
 	"go.uber.org/zap"
 )
@@ -24,35 +30,119 @@ type Options struct {
 	RunID   string // required
 	Node    string // default fleet.DefaultNode
 	// OnlyBehind publishes only DBs whose version (read without the write
-	// lock) is not the head: the straggler re-check.
+	// lock) is not the head: the straggler re-check. DBs at head are
+	// neither published nor reported.
 	OnlyBehind bool
-	// Engine gives the head (the jobs' target) and, for OnlyBehind, versions.
+	// ReportAtHead (without OnlyBehind): the producer reports the DBs it
+	// finds at head as `current` itself, in results signed Worker, and
+	// publishes jobs only for the others. Without it every DB gets a job
+	// and goes through a worker (e.g. workers that verify drift).
+	ReportAtHead bool
+	// Engine gives the head (the jobs' target) and versions. If it also
+	// has Migrate (*engine.Engine), a DB whose version is the head is
+	// reported current only if a dry run finds nothing to do and nothing
+	// to refuse (a changed file, a missing one), as a worker would.
 	Engine fleet.Versioner
 	// Names of streams and subjects.
 	Names fleet.Names
 	// Window bounds the publishes awaiting the server's ack (default 256).
 	Window int
-	// Checkers read versions concurrently for OnlyBehind (default 4).
+	// Checkers read versions concurrently (default 4).
 	Checkers int
 	// High publishes the jobs on the high-priority subject.
-	High   bool
+	High bool
+	// Worker signs the results the producer publishes itself (default
+	// "producer:<host>").
+	Worker string
 	Logger *zap.Logger
+	// OnExpect is called with the job id of every job and producer-made
+	// result of this pass before it is published (Pass.Expect), so a
+	// reader of the results counts exactly this pass.
+	OnExpect func(jobID string)
 	// OnPublished is called after each job is acknowledged by the server.
 	OnPublished func(job fleet.Job, duplicate bool)
+	// OnDone is called with the stats once everything is published, before
+	// Produce returns (and before ProducePass waits for the results).
+	OnDone func(*Stats)
 }
 
 // Stats say what a run published.
 type Stats struct {
 	Jobs       int // jobs in the run: published now or already (duplicates)
 	Published  int // new jobs stored
-	Duplicates int // already in the stream for this run id (Nats-Msg-Id)
-	Skipped    int // at head (OnlyBehind)
+	Duplicates int // already in the stream for this run id and DB state (Nats-Msg-Id)
+	Current    int // found at head and reported current by the producer itself
+	Skipped    int // at head, not published (OnlyBehind)
+	Found      int // DB files the walk matched
 	Started    time.Time
 	Finished   time.Time
 }
 
-// MsgID is the de-duplication id of a tenant's job in a run.
-func MsgID(runID, tenant string) string { return runID + ":" + tenant }
+// Expected is how many results the pass waits for: one per job and one
+// per DB the producer reported current itself.
+func (s *Stats) Expected() int { return s.Jobs + s.Current }
+
+// dryRunner is the part of *engine.Engine that confirms a DB at head.
+type dryRunner interface {
+	Migrate(ctx context.Context, path string, o engine.MigrateOptions) (*engine.Result, error)
+}
+
+// JobID names the job of one tenant in a run, for the state of its DB file
+// the producer saw (state, see DBState). The same run, tenant and unchanged
+// DB give the same id, used as Nats-Msg-Id: a producer re-run after a crash
+// adds no job for a DB that has not changed, while a DB that changed (fell
+// behind again, was replaced) gets a new job.
+func JobID(runID, tenant, state string) string {
+	h := sha256.New()
+	for _, s := range []string{runID, tenant, state} {
+		h.Write([]byte(s))
+		h.Write([]byte{0})
+	}
+	return hex.EncodeToString(h.Sum(nil)[:16])
+}
+
+// DBState describes the DB file at path as the producer sees it: the
+// version it read (or the refusal), and the file's and its WAL's inode,
+// size and times. Any commit changes it (in WAL mode, the -wal's size or
+// time; after a checkpoint, the main file's).
+func DBState(path string, version int64, verr error) string {
+	var b strings.Builder
+	if verr != nil {
+		fmt.Fprintf(&b, "v=%s", engine.Outcome(verr))
+	} else {
+		fmt.Fprintf(&b, "v=%d", version)
+	}
+	for _, f := range []string{path, path + "-wal"} {
+		fi, err := os.Lstat(f)
+		if err != nil || (f != path && fi.Size() == 0) {
+			b.WriteString(" -")
+			continue
+		}
+		fmt.Fprintf(&b, " %d/%d", fi.Size(), fi.ModTime().UnixNano())
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			fmt.Fprintf(&b, "/%d/%d/%d", st.Dev, st.Ino, st.Ctim.Sec*1e9+st.Ctim.Nsec)
+		}
+	}
+	return b.String()
+}
+
+// ErrWalk marks an error of the walk of --root (a missing or unreadable
+// directory): re-running the producer does not help until that is fixed.
+var ErrWalk = errors.New("walk")
+
+type walkError struct{ err error }
+
+func (e walkError) Error() string   { return e.err.Error() }
+func (e walkError) Unwrap() []error { return []error{ErrWalk, e.err} }
+
+// DefaultWorker is the producer's signature on the results it publishes.
+func DefaultWorker() string {
+	host, _ := os.Hostname()
+	if host == "" {
+		host = "localhost"
+	}
+	return "producer:" + host
+}
 
 // Produce walks the fleet and publishes the jobs, then the run manifest with
 // the total. It returns once every job is stored (acknowledged by the
@@ -84,6 +174,9 @@ func Produce(ctx context.Context, js jetstream.JetStream, o Options) (*Stats, er
 	if o.Checkers <= 0 {
 		o.Checkers = 4
 	}
+	if o.Worker == "" {
+		o.Worker = DefaultWorker()
+	}
 	log := o.Logger
 	if log == nil {
 		log = zap.NewNop()
@@ -91,12 +184,14 @@ func Produce(ctx context.Context, js jetstream.JetStream, o Options) (*Stats, er
 	log = log.With(zap.String("run_id", o.RunID))
 	st := &Stats{Started: time.Now().UTC()}
 	head := o.Engine.Head()
+	dry, _ := o.Engine.(dryRunner)
 	man := fleet.Manifest{RunID: o.RunID, Root: o.Root, Pattern: o.Pattern, Node: o.Node, OnlyBehind: o.OnlyBehind,
 		Head: head, StartedAt: st.Started}
 	if err := publishManifest(ctx, js, o.Names, man); err != nil {
 		return nil, err
 	}
 	subject := o.Names.JobSubject(o.Node, o.High)
+	resultSubject := o.Names.ResultSubject(o.RunID)
 	priority := fleet.PriorityNormal
 	if o.High {
 		priority = fleet.PriorityHigh
@@ -108,9 +203,11 @@ func Produce(ctx context.Context, js jetstream.JetStream, o Options) (*Stats, er
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var walkErr error
+	found := 0
 	go func() {
 		defer close(cands)
 		walkErr = fleet.Walk(wctx, o.Root, o.Pattern, func(tenant, path string) error {
+			found++
 			select {
 			case cands <- cand{tenant, path}:
 				return nil
@@ -119,63 +216,92 @@ func Produce(ctx context.Context, js jetstream.JetStream, o Options) (*Stats, er
 			}
 		})
 	}()
-	jobs := make(chan fleet.Job, 64)
+	// An item is a job, or (current != nil) a result the producer reports.
+	type item struct {
+		job     fleet.Job
+		current *fleet.Result
+	}
+	items := make(chan item, 64)
 	var skipped int
 	var smu sync.Mutex
 	var wg sync.WaitGroup
-	n := 1
-	if o.OnlyBehind {
-		n = o.Checkers
-	}
-	for range n {
+	for range o.Checkers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for c := range cands {
-				if o.OnlyBehind {
-					v, err := o.Engine.Version(wctx, c.path)
-					if err == nil && v == head {
-						smu.Lock()
-						skipped++
-						smu.Unlock()
-						continue
-					}
-					// Behind, ahead, unmanaged, corrupt or unreadable: a
-					// worker reports it.
+				t0 := time.Now()
+				v, verr := o.Engine.Version(wctx, c.path)
+				state := DBState(c.path, v, verr)
+				atHead := verr == nil && v == head
+				if atHead && o.OnlyBehind {
+					smu.Lock()
+					skipped++
+					smu.Unlock()
+					continue
 				}
-				job := fleet.Job{RunID: o.RunID, Tenant: c.tenant, Path: c.path, Target: head,
-					RequestedAt: time.Now().UTC(), Priority: priority}
+				// Behind, ahead, unmanaged, corrupt or unreadable: a
+				// worker reports it.
+				it := item{job: fleet.Job{RunID: o.RunID, JobID: JobID(o.RunID, c.tenant, state), Tenant: c.tenant, Path: c.path,
+					Target: head, RequestedAt: time.Now().UTC(), Priority: priority}}
+				if atHead && o.ReportAtHead {
+					if dry != nil {
+						res, err := dry.Migrate(wctx, c.path, engine.MigrateOptions{MustExist: true, DryRun: true})
+						atHead = err == nil && res != nil && len(res.Pending) == 0 && res.To == head
+					}
+					if atHead {
+						r := fleet.Result{RunID: o.RunID, JobID: it.job.JobID, Tenant: c.tenant, Path: c.path,
+							Outcome: engine.OutcomeCurrent, From: fleet.Int64(head), To: fleet.Int64(head),
+							Applied: []engine.Applied{}, Attempt: 0, Worker: o.Worker,
+							DurationMs: time.Since(t0).Milliseconds(), At: time.Now().UTC()}
+						it.current = &r
+					}
+				}
 				select {
-				case jobs <- job:
+				case items <- it:
 				case <-wctx.Done():
 					return
 				}
 			}
 		}()
 	}
-	go func() { wg.Wait(); close(jobs) }()
+	go func() { wg.Wait(); close(items) }()
 
-	pub := &window{js: js, max: o.Window, log: log, onAck: func(j fleet.Job, dup bool) {
-		st.Jobs++
-		if dup {
-			st.Duplicates++
-		} else {
-			st.Published++
-		}
-		if o.OnPublished != nil {
-			o.OnPublished(j, dup)
-		}
-	}}
+	pub := &window{js: js, max: o.Window, log: log}
 	var pubErr error
-	for job := range jobs {
+	for it := range items {
 		if pubErr != nil {
 			continue // drain
 		}
-		data, _ := json.Marshal(job)
-		msg := nats.NewMsg(subject)
-		msg.Data = data
-		msg.Header.Set(jetstream.MsgIDHeader, MsgID(o.RunID, job.Tenant))
-		if err := pub.add(wctx, job, msg); err != nil {
+		if o.OnExpect != nil {
+			o.OnExpect(it.job.JobID)
+		}
+		var p pendingPub
+		if r := it.current; r != nil {
+			data, _ := json.Marshal(r)
+			msg := nats.NewMsg(resultSubject)
+			msg.Data = data
+			msg.Header.Set(jetstream.MsgIDHeader, "producer:"+r.JobID)
+			p = pendingPub{tenant: r.Tenant, msg: msg, onAck: func(bool) { st.Current++ }}
+		} else {
+			job := it.job
+			data, _ := json.Marshal(job)
+			msg := nats.NewMsg(subject)
+			msg.Data = data
+			msg.Header.Set(jetstream.MsgIDHeader, job.JobID)
+			p = pendingPub{tenant: job.Tenant, msg: msg, onAck: func(dup bool) {
+				st.Jobs++
+				if dup {
+					st.Duplicates++
+				} else {
+					st.Published++
+				}
+				if o.OnPublished != nil {
+					o.OnPublished(job, dup)
+				}
+			}}
+		}
+		if err := pub.add(wctx, p); err != nil {
 			pubErr = err
 			cancel()
 		}
@@ -187,19 +313,22 @@ func Produce(ctx context.Context, js jetstream.JetStream, o Options) (*Stats, er
 		return st, pubErr
 	}
 	if walkErr != nil {
-		return st, walkErr
+		return st, walkError{walkErr}
 	}
 	if err := ctx.Err(); err != nil {
 		return st, err
 	}
-	st.Skipped = skipped
+	st.Skipped, st.Found = skipped, found
 	st.Finished = time.Now().UTC()
-	man.Complete, man.Total, man.Skipped, man.FinishedAt = true, st.Jobs, skipped, &st.Finished
+	man.Complete, man.Total, man.Skipped, man.FinishedAt = true, st.Expected(), skipped, &st.Finished
 	if err := publishManifest(ctx, js, o.Names, man); err != nil {
 		return st, err
 	}
 	log.Info("jobs published", zap.Int("jobs", st.Jobs), zap.Int("new", st.Published),
-		zap.Int("duplicates", st.Duplicates), zap.Int("skipped_at_head", skipped))
+		zap.Int("duplicates", st.Duplicates), zap.Int("current_at_head", st.Current), zap.Int("skipped_at_head", skipped))
+	if o.OnDone != nil {
+		o.OnDone(st)
+	}
 	return st, nil
 }
 
@@ -261,32 +390,33 @@ type window struct {
 	js      jetstream.JetStream
 	max     int
 	log     *zap.Logger
-	onAck   func(fleet.Job, bool)
 	pending []pendingPub
 }
 
 type pendingPub struct {
-	job fleet.Job
-	msg *nats.Msg
-	fut jetstream.PubAckFuture
+	tenant string
+	msg    *nats.Msg
+	onAck  func(duplicate bool)
+	fut    jetstream.PubAckFuture
 }
 
-func (w *window) add(ctx context.Context, job fleet.Job, msg *nats.Msg) error {
+func (w *window) add(ctx context.Context, p pendingPub) error {
 	for len(w.pending) >= w.max {
 		if err := w.settleOldest(ctx); err != nil {
 			return err
 		}
 	}
-	fut, err := w.js.PublishMsgAsync(msg)
+	fut, err := w.js.PublishMsgAsync(p.msg)
 	if err != nil {
 		// Too many stalled publishes or disconnected: settle, then publish
 		// synchronously with retries.
 		if err := w.flush(ctx); err != nil {
 			return err
 		}
-		return w.sync(ctx, job, msg)
+		return w.sync(ctx, p)
 	}
-	w.pending = append(w.pending, pendingPub{job, msg, fut})
+	p.fut = fut
+	w.pending = append(w.pending, p)
 	return nil
 }
 
@@ -295,27 +425,27 @@ func (w *window) settleOldest(ctx context.Context) error {
 	w.pending = w.pending[1:]
 	select {
 	case ack := <-p.fut.Ok():
-		w.onAck(p.job, ack.Duplicate)
+		p.onAck(ack.Duplicate)
 		return nil
 	case err := <-p.fut.Err():
-		w.log.Warn("publish failed, retrying", zap.String("tenant", p.job.Tenant), zap.Error(err))
-		return w.sync(ctx, p.job, p.msg)
+		w.log.Warn("publish failed, retrying", zap.String("tenant", p.tenant), zap.Error(err))
+		return w.sync(ctx, p)
 	case <-ctx.Done():
 		return ctx.Err()
 	}
 }
 
-func (w *window) sync(ctx context.Context, job fleet.Job, msg *nats.Msg) error {
-	ack, err := publishSync(ctx, w.js, msg, func(err error) {
-		w.log.Warn("publish failed, retrying", zap.String("tenant", job.Tenant), zap.Error(err))
+func (w *window) sync(ctx context.Context, p pendingPub) error {
+	ack, err := publishSync(ctx, w.js, p.msg, func(err error) {
+		w.log.Warn("publish failed, retrying", zap.String("tenant", p.tenant), zap.Error(err))
 	})
 	if err != nil {
 		if ctx.Err() != nil {
 			return err
 		}
-		return fmt.Errorf("cannot publish the job of %s: %w", job.Tenant, err)
+		return fmt.Errorf("cannot publish the job of %s: %w", p.tenant, err)
 	}
-	w.onAck(job, ack.Duplicate)
+	p.onAck(ack.Duplicate)
 	return nil
 }
 
@@ -344,7 +474,9 @@ func Enqueue(ctx context.Context, js jetstream.JetStream, names fleet.Names, nod
 	if job.RequestedAt.IsZero() {
 		job.RequestedAt = time.Now().UTC()
 	}
+	if job.JobID == "" {
+		job.JobID = JobID(job.RunID, job.Tenant, "enqueue "+job.RequestedAt.Format(time.RFC3339Nano))
+	}
 	data, _ := json.Marshal(job)
-	id := fmt.Sprintf("%s:%s:%d", job.RunID, job.Tenant, job.RequestedAt.UnixNano())
-	return publishRetry(ctx, js, names.JobSubject(node, true), data, id)
+	return publishRetry(ctx, js, names.JobSubject(node, true), data, job.JobID)
 }

@@ -57,7 +57,7 @@ func TestProduceDedupManifestAndJobs(t *testing.T) {
 		job.Priority != fleet.PriorityNormal || job.RequestedAt.IsZero() {
 		t.Fatalf("job %s %+v", msg.Subject, job)
 	}
-	if id := msg.Header.Get(jetstream.MsgIDHeader); id != MsgID("r1", job.Tenant) {
+	if id := msg.Header.Get(jetstream.MsgIDHeader); id == "" || id != job.JobID {
 		t.Fatalf("msg id %q", id)
 	}
 	// a bad run id or pattern is refused before anything is published

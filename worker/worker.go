@@ -557,7 +557,7 @@ func (w *Worker) reap(m *nats.Msg) {
 		return
 	}
 	msg := fmt.Sprintf("gave up after %d deliveries: every attempt timed out (worker died or exceeded the ack wait without heartbeats)", adv.Deliveries)
-	r := fleet.Result{RunID: job.RunID, Tenant: job.Tenant, Path: job.Path, Outcome: engine.OutcomeFailed,
+	r := fleet.Result{RunID: job.RunID, JobID: job.JobID, Tenant: job.Tenant, Path: job.Path, Outcome: engine.OutcomeFailed,
 		Applied: []engine.Applied{}, Error: &msg, Attempt: adv.Deliveries, Worker: w.o.Name, At: time.Now().UTC()}
 	if err := w.publish(ctx, r, adv.StreamSeq); err != nil {
 		w.log.Error("cannot publish the final result of an abandoned job", zap.String("tenant", job.Tenant), zap.Error(err))

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -174,4 +175,100 @@ func reportFailures(c *cli.Context, rep *fleet.Report) {
 		ids = append(ids, r.Tenant+" ("+r.Outcome+")")
 	}
 	fmt.Fprintf(c.App.ErrWriter, "shoal: %d databases not at head: %s\n", len(failed), strings.Join(ids, ", "))
+}
+
+// emptyHintFlag is what a deployment adds to the empty-fleet message (the
+// compose file: where the tenant DBs must be put).
+func emptyHintFlag() cli.Flag {
+	return &cli.StringFlag{Name: "empty-hint", Hidden: true, EnvVars: []string{"SHOAL_EMPTY_HINT"},
+		Usage: "added to the message for a --root where --pattern matches nothing"}
+}
+
+func allowEmptyFlag() cli.Flag {
+	return &cli.BoolFlag{Name: "allow-empty", Usage: "exit 0 when --pattern matches no DB under --root"}
+}
+
+// emptyFleet is the exit-1 error for a --root where --pattern matched
+// nothing: what matched nothing, files at another depth, the pattern for
+// them.
+func emptyFleet(c *cli.Context, root string) error {
+	e := fleet.ExplainEmpty(root, c.String("pattern"))
+	if hasFlag(c, "empty-hint") {
+		e.Hint = c.String("empty-hint")
+	}
+	return failure(e, "%v", e)
+}
+
+// checkRoot fails (exit 1) unless --root is a readable directory.
+func checkRoot(root string) error {
+	if err := fleet.CheckRoot(root); err != nil {
+		return failure(err, "%v", err)
+	}
+	return nil
+}
+
+// checkReportPath makes sure --report can be written before any work
+// starts: its directory exists and takes a new file, and it is not a
+// directory itself.
+func checkReportPath(path string) error {
+	if path == "" {
+		return nil
+	}
+	if st, err := os.Stat(path); err == nil && st.IsDir() {
+		return failure(err, "--report %s is a directory: give a file name", path)
+	}
+	dir := filepath.Dir(path)
+	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+		return failure(err, "--report %s: directory %s does not exist (create it, or write the report elsewhere)", path, dir)
+	}
+	f, err := os.CreateTemp(dir, ".shoal-report-check-*")
+	if err != nil {
+		return failure(err, "--report %s cannot be written: %v", path, err)
+	}
+	f.Close()
+	os.Remove(f.Name())
+	return nil
+}
+
+// warnIdleNode warns once on stderr when jobs of the node wait in the queue
+// while no worker pulls them (no waiting pull request, nothing being worked
+// on), three looks in a row, the first after `after`. It returns when ctx
+// ends, the pass completes or a worker is seen.
+func warnIdleNode(ctx context.Context, c *cli.Context, js jetstream.JetStream, s fleet.Settings, node string, after time.Duration, t *fleet.Tracker) {
+	select {
+	case <-time.After(after):
+	case <-ctx.Done():
+		return
+	}
+	name := s.ConsumerName(node, false)
+	idle := 0
+	for {
+		if t.Complete() {
+			return
+		}
+		cons, err := js.Consumer(ctx, s.JobsStream, name)
+		if err != nil {
+			return
+		}
+		info, err := cons.Info(ctx)
+		if err != nil {
+			return
+		}
+		if info.NumWaiting > 0 || info.NumAckPending > 0 || info.Delivered.Consumer > 0 && info.NumPending == 0 {
+			return // a worker pulls, works, or took everything
+		}
+		if info.NumPending > 0 {
+			idle++
+		}
+		if idle == 3 {
+			fmt.Fprintf(c.App.ErrWriter, "shoal: warning: %d jobs wait on %s and no worker pulls them: start `shoal work --node %s` (or check --node; workers of another node never take these jobs)\n",
+				info.NumPending, s.JobSubject(node, false), node)
+			return
+		}
+		select {
+		case <-time.After(200 * time.Millisecond):
+		case <-ctx.Done():
+			return
+		}
+	}
 }

@@ -22,13 +22,17 @@ func runCommand() *cli.Command {
 		Description: "No NATS to install: an in-process nats-server with JetStream (store in a temporary\n" +
 			"directory, removed afterwards, no port opened) carries the jobs and results exactly as\n" +
 			"in a distributed run. Shows progress, ends with a summary, exits 0 only if every DB\n" +
-			"ended at head.\n\n" +
+			"ended at head. DBs found at head are reported current without a job unless --visit-all\n" +
+			"(or --verify, which checks every DB). A --root where --pattern matches nothing exits 1\n" +
+			"unless --allow-empty.\n\n" +
 			"Example: shoal run --root ./tenants --workers 8 --report run.json",
 		Flags: append([]cli.Flag{
 			rootFlag(), patternFlag(), dirFlag(), busyTimeoutFlag(), scriptTimeoutFlag(),
 			&cli.IntFlag{Name: "workers", Value: 4, Usage: "DBs migrated at once"},
 			&cli.StringFlag{Name: "report", Usage: "write the run's report (JSON) to this file"},
 			runIDFlag("run id (default: run-<time>)"),
+			&cli.BoolFlag{Name: "visit-all", Usage: "send every DB through a worker, also those at head"},
+			allowEmptyFlag(),
 			&cli.DurationFlag{Name: "backoff", Value: time.Second, Usage: "delay before retrying a failed DB; doubles per attempt"},
 		}, append(backupFlags(), consumerFlags()...)...),
 		Action: runAction,
@@ -51,6 +55,12 @@ func runAction(c *cli.Context) error {
 		return err
 	}
 	defer log.Sync()
+	if err := checkReportPath(c.String("report")); err != nil {
+		return err
+	}
+	if err := checkRoot(root); err != nil {
+		return err
+	}
 	if !c.IsSet("log-level") {
 		// People watch the progress line: per-DB logs only when asked for.
 		log = log.WithOptions(zap.IncreaseLevel(zapcore.WarnLevel))
@@ -74,6 +84,7 @@ func runAction(c *cli.Context) error {
 	rep, err := local.Run(ctx, local.Options{
 		Engine: e, Root: root, Pattern: c.String("pattern"), RunID: runID, Workers: c.Int("workers"),
 		Settings: settings(c), Backup: backupOptions(c), NoBackup: c.Bool("no-backup"), Verify: c.Bool("verify"), Backoff: c.Duration("backoff"),
+		ReportAtHead: !c.Bool("visit-all"),
 		Logger: log, ProgressEvery: every,
 		Progress: func(t *fleet.Tracker) { pp.Show(t.Progress(time.Now()), time.Now()) },
 	})
@@ -82,21 +93,28 @@ func runAction(c *cli.Context) error {
 		return failure(err, "run %s: %v", runID, err)
 	}
 	if err != nil {
-		fmt.Fprintf(c.App.ErrWriter, "shoal: run %s stopped early: %v\n", runID, err)
+		// The summary of what happened, then the one line: exit 1.
+		_ = finishReport(c, rep, c.String("report"))
+		return failure(err, "run %s stopped early: %v", runID, err)
+	}
+	if rep.Summary.Total == 0 && !c.Bool("allow-empty") {
+		return emptyFleet(c, root)
 	}
 	return finishReport(c, rep, c.String("report"))
 }
 
 // finishReport prints a finished report's summary, writes it and returns
 // the exit error.
+// The summary is printed even when the report cannot be written.
 func finishReport(c *cli.Context, rep *fleet.Report, reportPath string) error {
-	if reportPath != "" {
-		if err := fleet.WriteReport(reportPath, rep); err != nil {
-			return failure(err, "%v", err)
-		}
-	}
 	fleet.PrintSummary(c.App.Writer, rep)
 	if reportPath != "" {
+		if err := fleet.WriteReport(reportPath, rep); err != nil {
+			if !rep.OK() {
+				reportFailures(c, rep)
+			}
+			return failure(err, "%v (the summary above is the run's outcome)", err)
+		}
 		fmt.Fprintf(c.App.Writer, "report written to %s\n", reportPath)
 	}
 	if !rep.OK() {

@@ -17,12 +17,14 @@ func init() {
 				Name:  "status",
 				Usage: "read every tenant DB's version under --root (no write lock) and count them by version",
 				Description: "Prints how many DBs are at each version and which are behind, ahead, unmanaged or\n" +
-					"corrupt. Exits 1 if any DB is not at head.\n\n" +
+					"corrupt. Exits 1 if any DB is not at head, and if --pattern matches nothing under --root\n" +
+					"(unless --allow-empty).\n\n" +
 					"Example: shoal fleet status --root /srv/tenants --json",
 				Flags: []cli.Flag{
 					rootFlag(), patternFlag(), dirFlag(), busyTimeoutFlag(),
 					&cli.IntFlag{Name: "concurrency", Value: 8, Usage: "DBs read at once"},
 					&cli.BoolFlag{Name: "json", Usage: "print one JSON object"},
+					allowEmptyFlag(),
 					&cli.BoolFlag{Name: "verify", Usage: "also compare each DB at head with head's schema and list those that drifted (slower: reads every schema)"},
 				},
 				Action: fleetStatusAction,
@@ -37,6 +39,9 @@ func fleetStatusAction(c *cli.Context) error {
 		return err
 	}
 	if err := checkSettings(c); err != nil {
+		return err
+	}
+	if err := checkRoot(root); err != nil {
 		return err
 	}
 	e, err := openEngine(c)
@@ -90,6 +95,9 @@ func fleetStatusAction(c *cli.Context) error {
 		list("corrupt", st.Corrupt)
 		list("unreadable", st.Errors)
 		list("drifted (schema differs from its version)", st.Drifted)
+	}
+	if st.Total == 0 && !c.Bool("allow-empty") {
+		return emptyFleet(c, root)
 	}
 	if !st.AtHead() {
 		n := len(st.Behind) + len(st.Ahead) + len(st.Unmanaged) + len(st.Corrupt) + len(st.Errors) + len(st.Drifted)

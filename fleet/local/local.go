@@ -35,8 +35,12 @@ type Options struct {
 	Settings fleet.Settings
 	Backup   engine.BackupOptions
 	NoBackup bool
-	// Verify checks each DB's schema against its version after migrating.
+	// Verify checks each DB's schema against its version after migrating
+	// (every DB then goes through a worker, ReportAtHead or not).
 	Verify bool
+	// ReportAtHead: DBs found at head are reported current by the producer
+	// without a job (producer.Options.ReportAtHead).
+	ReportAtHead bool
 	// Backoff before retrying a failed job (default 1s in a local run).
 	Backoff time.Duration
 	Logger  *zap.Logger
@@ -132,34 +136,22 @@ func Run(ctx context.Context, o Options) (*fleet.Report, error) {
 		wg.Wait()
 	}
 
-	followCtx, stopFollow := context.WithCancel(ctx)
-	defer stopFollow()
-	followErr := make(chan error, 1)
-	go func() {
-		every := o.ProgressEvery
-		if every <= 0 {
-			every = time.Second
-		}
-		followErr <- fleet.Follow(followCtx, js, o.Settings.Names, o.RunID, t, fleet.FollowOptions{
-			Follow: true, UntilComplete: true, NoManifest: true, TickEvery: every,
-			Tick: func() {
-				if o.Progress != nil {
-					o.Progress(t)
-				}
-			},
-		})
-	}()
-	st, err := producer.Produce(ctx, js, producer.Options{
+	every := o.ProgressEvery
+	if every <= 0 {
+		every = time.Second
+	}
+	_, err, ferr := producer.ProducePass(ctx, ctx, js, producer.Options{
 		Root: o.Root, Pattern: o.Pattern, RunID: o.RunID, Engine: o.Engine, Names: o.Settings.Names, Logger: log,
-	})
+		ReportAtHead: o.ReportAtHead && !o.Verify, Worker: "producer:shoal-run",
+	}, t, fleet.FollowOptions{TickEvery: every, Tick: func() {
+		if o.Progress != nil {
+			o.Progress(t)
+		}
+	}})
 	if err != nil {
-		stopFollow()
-		<-followErr
 		stop()
 		return t.Report(time.Now()), err
 	}
-	t.SetTotal(st.Jobs)
-	ferr := <-followErr
 	stop()
 	if o.Progress != nil {
 		o.Progress(t)

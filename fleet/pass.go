@@ -1,0 +1,70 @@
+package fleet
+
+import "sync"
+
+// Pass selects, among the results stored under a run id, those of one pass:
+// the jobs (and producer-made results) one producer invocation published or
+// found already published. A run id names a pass; the same id used again
+// later (a re-check scheduled with a fixed id) is a new pass, and the earlier
+// pass's results must not count as this one's.
+//
+// Results may be read before the producer has said it expects their job
+// (a job found already published, whose result is already stored): Offer
+// keeps those aside until Expect names them, or Seal says no more will be.
+// Safe for concurrent use.
+type Pass struct {
+	mu     sync.Mutex
+	t      *Tracker
+	want   map[string]bool
+	early  map[string][]Result
+	sealed bool
+}
+
+// NewPass feeds the results of the pass's jobs into t.
+func NewPass(t *Tracker) *Pass {
+	return &Pass{t: t, want: map[string]bool{}, early: map[string][]Result{}}
+}
+
+// Expect says the pass waits for the result of jobID (call it before the
+// job is published). Results of it read earlier are added now.
+func (p *Pass) Expect(jobID string) {
+	p.mu.Lock()
+	p.want[jobID] = true
+	held := p.early[jobID]
+	delete(p.early, jobID)
+	p.mu.Unlock()
+	for _, r := range held {
+		p.t.Add(r)
+	}
+}
+
+// Offer reports whether r belongs to the pass (then the caller adds it to
+// the tracker); a result of a job not expected (yet) is held until Expect
+// or Seal. Use it as FollowOptions.Filter.
+func (p *Pass) Offer(r Result) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if r.JobID != "" && p.want[r.JobID] {
+		return true
+	}
+	if !p.sealed && r.JobID != "" {
+		p.early[r.JobID] = append(p.early[r.JobID], r)
+	}
+	return false
+}
+
+// Seal says every job of the pass is known: results held for other jobs
+// (earlier passes of the run id) are dropped.
+func (p *Pass) Seal() {
+	p.mu.Lock()
+	p.sealed = true
+	p.early = map[string][]Result{}
+	p.mu.Unlock()
+}
+
+// Expected is how many jobs the pass waits for.
+func (p *Pass) Expected() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.want)
+}

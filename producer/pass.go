@@ -1,0 +1,48 @@
+package producer
+
+import (
+	"context"
+	"errors"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/shoal-dev/shoal/fleet"
+)
+
+// ProducePass runs one pass of a run: it publishes like Produce and follows
+// the run's results into t, counting exactly the results of the jobs this
+// pass published or found already published (and the current results the
+// producer made), never those of an earlier pass of the same run id. It
+// returns once every one of them is in t, or when followCtx ends (t then
+// holds what arrived). fo's Tick, TickEvery and OnResult are used; the other
+// fields are set here.
+//
+// perr is the producer's error (nothing more is followed then), ferr an
+// error reading the results.
+func ProducePass(ctx, followCtx context.Context, js jetstream.JetStream, o Options, t *fleet.Tracker, fo fleet.FollowOptions) (st *Stats, perr, ferr error) {
+	pass := fleet.NewPass(t)
+	prev := o.OnExpect
+	o.OnExpect = func(id string) {
+		pass.Expect(id)
+		if prev != nil {
+			prev(id)
+		}
+	}
+	fo.Follow, fo.UntilComplete, fo.NoManifest, fo.Filter = true, true, true, pass.Offer
+	fctx, stop := context.WithCancel(followCtx)
+	defer stop()
+	done := make(chan error, 1)
+	go func() { done <- fleet.Follow(fctx, js, o.Names, o.RunID, t, fo) }()
+	st, perr = Produce(ctx, js, o)
+	if perr != nil {
+		stop()
+		<-done
+		return st, perr, nil
+	}
+	pass.Seal()
+	t.SetTotal(st.Expected())
+	ferr = <-done
+	if ferr != nil && (fctx.Err() != nil || errors.Is(ferr, context.Canceled)) {
+		ferr = nil // followCtx ended: the caller reports what is missing
+	}
+	return st, nil, ferr
+}
