@@ -69,7 +69,9 @@ func (v *passEnv) pass(o producer.Options) (*producer.Stats, *fleet.Report) {
 	return st, tr.Report(time.Now())
 }
 
-func (v *passEnv) path(tenant string) string { return filepath.Join(v.root, filepath.FromSlash(tenant)) }
+func (v *passEnv) path(tenant string) string {
+	return filepath.Join(v.root, filepath.FromSlash(tenant))
+}
 
 // fallBehind puts a tenant back at version (as a restore from an old backup
 // does; the test migrations have no down parts for `shoal down`).
