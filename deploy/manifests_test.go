@@ -45,6 +45,9 @@ var globalFlags = []string{"log-format", "log-level", "help"}
 var contractEnv = map[string]bool{
 	"SHOAL_DB": true, "SHOAL_DIR": true, "SHOAL_NATS": true, "SHOAL_ROOT": true,
 	"SHOAL_LOG_FORMAT": true, "SHOAL_LOG_LEVEL": true,
+	// Added to the producer's message for a root where the pattern matches
+	// nothing: the compose file says where tenant DBs must be put.
+	"SHOAL_EMPTY_HINT": true,
 }
 
 // checkCommand checks that args (without the program name) is a known
