@@ -103,6 +103,12 @@ type Settings struct {
 	MaxDeliver    int
 	Duplicates    time.Duration
 	ResultsMaxAge time.Duration
+	// Replicas of the streams created (0: automatic, 1 on a single server
+	// and 3 in a cluster of three or more). Only `shoal nats setup`
+	// (SetupStreams) changes the replicas of existing streams.
+	Replicas int
+	// Placement of the streams created (cluster name, server tags), or nil.
+	Placement *jetstream.Placement
 }
 
 func (s Settings) withDefaults() Settings {
@@ -122,32 +128,6 @@ func (s Settings) withDefaults() Settings {
 	return s
 }
 
-// Connect opens a connection that reconnects forever, checks the server is
-// nats-server 2.9 or later with JetStream enabled for the account, and
-// returns the JetStream handle.
-func Connect(ctx context.Context, url, name string, opts ...nats.Option) (*nats.Conn, jetstream.JetStream, error) {
-	if url == "" {
-		url = DefaultURL
-	}
-	all := append([]nats.Option{
-		nats.Name(name),
-		nats.MaxReconnects(-1),
-		nats.ReconnectWait(250 * time.Millisecond),
-		nats.ReconnectBufSize(16 << 20),
-		nats.Timeout(5 * time.Second),
-	}, opts...)
-	nc, err := nats.Connect(url, all...)
-	if err != nil {
-		return nil, nil, fmt.Errorf("cannot connect to NATS at %s: %w (start nats-server with -js, set --nats or SHOAL_NATS, or use `shoal run` for an embedded server)", url, err)
-	}
-	js, err := Check(ctx, nc)
-	if err != nil {
-		nc.Close()
-		return nil, nil, err
-	}
-	return nc, js, nil
-}
-
 // Check verifies the server version and JetStream on an open connection.
 func Check(ctx context.Context, nc *nats.Conn) (jetstream.JetStream, error) {
 	if err := CheckServerVersion(nc.ConnectedServerVersion()); err != nil {
@@ -157,10 +137,12 @@ func Check(ctx context.Context, nc *nats.Conn) (jetstream.JetStream, error) {
 	if err != nil {
 		return nil, err
 	}
-	actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	dctx, stop := DeniedContext(ctx, nc)
+	defer stop()
+	actx, cancel := context.WithTimeout(dctx, 10*time.Second)
 	defer cancel()
 	if _, err := js.AccountInfo(actx); err != nil {
-		return nil, explain(err, nc.ConnectedUrlRedacted())
+		return nil, Explain(nc, explain(err, ConnectedURL(nc)))
 	}
 	return js, nil
 }
@@ -213,9 +195,38 @@ func Provision(ctx context.Context, js jetstream.JetStream, s Settings, node str
 	return ProvisionConsumers(ctx, js, s, node)
 }
 
-// ProvisionStreams creates SHOAL_JOBS and SHOAL_RESULTS when missing.
+// ProvisionStreams creates SHOAL_JOBS and SHOAL_RESULTS when missing and
+// leaves existing ones as they are: a role without the right to create
+// streams only needs to read them (then a missing stream is a
+// *PermissionError saying to run `shoal nats setup` as the admin user).
 func ProvisionStreams(ctx context.Context, js jetstream.JetStream, s Settings) error {
+	return provisionStreams(ctx, js, s, false)
+}
+
+// SetupStreams is ProvisionStreams for `shoal nats setup`, the admin role:
+// it also changes the replicas (when Settings.Replicas is set) and the
+// placement of existing streams to the settings.
+func SetupStreams(ctx context.Context, js jetstream.JetStream, s Settings) error {
+	return provisionStreams(ctx, js, s, true)
+}
+
+// autoReplicas is 1 on a single server, else up to 3 (the servers the
+// client knows of, itself included).
+func autoReplicas(nc *nats.Conn) int {
+	if nc == nil || nc.ConnectedClusterName() == "" {
+		return 1
+	}
+	return max(1, min(3, len(nc.Servers())))
+}
+
+func provisionStreams(ctx context.Context, js jetstream.JetStream, s Settings, update bool) error {
 	s = s.withDefaults()
+	ctx, stop := DeniedContext(ctx, js.Conn())
+	defer stop()
+	explicit := s.Replicas > 0
+	if !explicit {
+		s.Replicas = autoReplicas(js.Conn())
+	}
 	jobs := jetstream.StreamConfig{
 		Name:        s.JobsStream,
 		Description: "shoal migration jobs, one per tenant DB",
@@ -224,7 +235,8 @@ func ProvisionStreams(ctx context.Context, js jetstream.JetStream, s Settings) e
 		Storage:     jetstream.FileStorage,
 		Discard:     jetstream.DiscardOld,
 		Duplicates:  s.Duplicates,
-		Replicas:    1,
+		Replicas:    s.Replicas,
+		Placement:   s.Placement,
 	}
 	results := jetstream.StreamConfig{
 		Name:        s.ResultsStream,
@@ -235,17 +247,18 @@ func ProvisionStreams(ctx context.Context, js jetstream.JetStream, s Settings) e
 		Discard:     jetstream.DiscardOld,
 		MaxAge:      s.ResultsMaxAge,
 		Duplicates:  2 * time.Minute,
-		Replicas:    1,
+		Replicas:    s.Replicas,
+		Placement:   s.Placement,
 	}
 	for _, cfg := range []jetstream.StreamConfig{jobs, results} {
-		if err := ensureStream(ctx, js, cfg); err != nil {
+		if err := ensureStream(ctx, js, cfg, update && explicit, update); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func ensureStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig) error {
+func ensureStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig, setReplicas, setPlacement bool) error {
 	for range 3 {
 		st, err := js.Stream(ctx, cfg.Name)
 		if err == nil {
@@ -253,10 +266,23 @@ func ensureStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.Str
 			if info.Config.Retention != cfg.Retention {
 				return fmt.Errorf("stream %s exists with %s retention, shoal needs %s (delete it or configure other names)", cfg.Name, info.Config.Retention, cfg.Retention)
 			}
+			want := info.Config
+			if setReplicas {
+				want.Replicas = cfg.Replicas
+			}
+			if setPlacement && cfg.Placement != nil {
+				want.Placement = cfg.Placement
+			}
+			if want.Replicas == info.Config.Replicas && placementEqual(want.Placement, info.Config.Placement) {
+				return nil
+			}
+			if _, err := js.UpdateStream(ctx, want); err != nil {
+				return explainJS(js, fmt.Errorf("cannot change stream %s to %d replicas: %w", cfg.Name, want.Replicas, err), want.Replicas)
+			}
 			return nil
 		}
 		if !errors.Is(err, jetstream.ErrStreamNotFound) {
-			return explain(fmt.Errorf("stream %s: %w", cfg.Name, err), "")
+			return explainJS(js, fmt.Errorf("stream %s: %w", cfg.Name, err), 0)
 		}
 		_, err = js.CreateStream(ctx, cfg)
 		if err == nil {
@@ -265,9 +291,38 @@ func ensureStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.Str
 		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
 			continue // created concurrently: read it again
 		}
-		return explain(fmt.Errorf("cannot create stream %s on %s: %w", cfg.Name, strings.Join(cfg.Subjects, ","), err), "")
+		return explainJS(js, fmt.Errorf("cannot create stream %s on %s with %d replicas: %w", cfg.Name, strings.Join(cfg.Subjects, ","), cfg.Replicas, err), cfg.Replicas)
 	}
 	return fmt.Errorf("stream %s: created and deleted concurrently, try again", cfg.Name)
+}
+
+func placementEqual(a, b *jetstream.Placement) bool {
+	str := func(p *jetstream.Placement) string {
+		if p == nil {
+			return ""
+		}
+		return p.Cluster + "|" + strings.Join(p.Tags, ",")
+	}
+	return str(a) == str(b) || str(a) == "|" && b == nil || a == nil && str(b) == "|"
+}
+
+// ErrReplicas: the streams' replicas cannot be placed on this server or
+// cluster.
+var ErrReplicas = errors.New("not enough JetStream servers for the replicas asked")
+
+// explainJS is explain plus permission violations reported on js's
+// connection and replica counts the server cannot place.
+func explainJS(js jetstream.JetStream, err error, replicas int) error {
+	var apiErr *jetstream.APIError
+	if replicas > 1 && errors.As(err, &apiErr) {
+		switch apiErr.ErrorCode {
+		case 10074: // replicas > 1 not supported in non-clustered mode
+			return fmt.Errorf("%w: %w: the NATS server is a single server, not a JetStream cluster: use --replicas 1, or connect to a cluster of %d or more servers", ErrReplicas, err, replicas)
+		case 10023, 10005: // insufficient resources, no suitable peers
+			return fmt.Errorf("%w: %w: the JetStream cluster has fewer than %d servers able to hold a replica (or no room): lower --replicas or add servers (docs/operations.md, Cluster)", ErrReplicas, err, replicas)
+		}
+	}
+	return Explain(js.Conn(), explain(err, ""))
 }
 
 // ProvisionConsumers creates or updates the node's durable pull consumers:
@@ -287,6 +342,8 @@ func EnsureConsumers(ctx context.Context, js jetstream.JetStream, s Settings, no
 
 func provisionConsumers(ctx context.Context, js jetstream.JetStream, s Settings, node string, update bool) (high, bulk jetstream.Consumer, err error) {
 	s = s.withDefaults()
+	ctx, stop := DeniedContext(ctx, js.Conn())
+	defer stop()
 	if err := ValidName("node", node); err != nil {
 		return nil, nil, err
 	}
@@ -306,12 +363,12 @@ func provisionConsumers(ctx context.Context, js jetstream.JetStream, s Settings,
 			if c, err := js.Consumer(ctx, s.JobsStream, cfg.Durable); err == nil {
 				return c, nil
 			} else if !errors.Is(err, jetstream.ErrConsumerNotFound) {
-				return nil, explain(fmt.Errorf("consumer %s on stream %s: %w", cfg.Durable, s.JobsStream, err), "")
+				return nil, explainJS(js, fmt.Errorf("consumer %s on stream %s: %w", cfg.Durable, s.JobsStream, err), 0)
 			}
 		}
 		c, err := js.CreateOrUpdateConsumer(ctx, s.JobsStream, cfg)
 		if err != nil {
-			return nil, explain(fmt.Errorf("cannot create consumer %s on stream %s: %w", cfg.Durable, s.JobsStream, err), "")
+			return nil, explainJS(js, fmt.Errorf("cannot create consumer %s on stream %s: %w", cfg.Durable, s.JobsStream, err), 0)
 		}
 		return c, nil
 	}
@@ -356,4 +413,13 @@ func explain(err error, url string) error {
 		return fmt.Errorf("%w: the account has no room for shoal's streams/consumers: raise the account's JetStream limits or free space", err)
 	}
 	return err
+}
+
+// StreamReplicas is the number of replicas of a stream (0 if unknown).
+func StreamReplicas(ctx context.Context, js jetstream.JetStream, name string) int {
+	st, err := js.Stream(ctx, name)
+	if err != nil {
+		return 0
+	}
+	return st.CachedInfo().Config.Replicas
 }

@@ -45,6 +45,7 @@ func commands() []*cli.Command {
 		newCommand(),
 	}
 	cmds = append(cmds, extraCommands...)
+	addNATSAuthFlags(cmds)
 	for _, c := range cmds {
 		if c.Name == "fleet" {
 			c.Subcommands = append(c.Subcommands, fleetSubcommands...)

@@ -45,7 +45,7 @@ var errSilent = &cliError{code: exitFailure}
 // run executes the CLI and returns the process exit code.
 func run(args []string, stdout, stderr io.Writer) int {
 	app := newApp(stdout, stderr)
-	err := app.Run(args)
+	err := natsOutcome(app, app.Run(args))
 	if err == nil {
 		return exitOK
 	}

@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -20,6 +22,88 @@ import (
 
 func natsFlag() cli.Flag {
 	return &cli.StringFlag{Name: "nats", Value: fleet.DefaultURL, Usage: "NATS server URL", EnvVars: []string{"SHOAL_NATS"}}
+}
+
+// natsAuthFlags are the NATS authentication and TLS options, declared here
+// only: addNATSAuthFlags gives them to every command that has --nats, and
+// natsAuth reads them.
+func natsAuthFlags() []cli.Flag {
+	const cat = "NATS authentication and TLS"
+	return []cli.Flag{
+		&cli.StringFlag{Name: "nats-creds", Usage: "credentials file (user JWT and NKey seed, from nsc)", EnvVars: []string{"SHOAL_NATS_CREDS"}, Category: cat, TakesFile: true},
+		&cli.StringFlag{Name: "nats-nkey", Usage: "file holding an NKey user seed", EnvVars: []string{"SHOAL_NATS_NKEY"}, Category: cat, TakesFile: true},
+		&cli.StringFlag{Name: "nats-user", Usage: "user name (with --nats-password)", EnvVars: []string{"SHOAL_NATS_USER"}, Category: cat},
+		&cli.StringFlag{Name: "nats-password", Usage: "password (prefer SHOAL_NATS_PASSWORD: flags show in ps)", EnvVars: []string{"SHOAL_NATS_PASSWORD"}, Category: cat},
+		&cli.StringFlag{Name: "nats-token", Usage: "authentication token (prefer SHOAL_NATS_TOKEN: flags show in ps)", EnvVars: []string{"SHOAL_NATS_TOKEN"}, Category: cat},
+		&cli.StringFlag{Name: "nats-tls-ca", Usage: "CA certificates (PEM) to verify the server; implies TLS", EnvVars: []string{"SHOAL_NATS_TLS_CA"}, Category: cat, TakesFile: true},
+		&cli.StringFlag{Name: "nats-tls-cert", Usage: "client certificate (PEM) for mutual TLS, with --nats-tls-key", EnvVars: []string{"SHOAL_NATS_TLS_CERT"}, Category: cat, TakesFile: true},
+		&cli.StringFlag{Name: "nats-tls-key", Usage: "client certificate's private key (PEM)", EnvVars: []string{"SHOAL_NATS_TLS_KEY"}, Category: cat, TakesFile: true},
+	}
+}
+
+// addNATSAuthFlags gives the NATS authentication flags to every command
+// (and subcommand) that has --nats.
+func addNATSAuthFlags(cmds []*cli.Command) {
+	for _, cmd := range cmds {
+		addNATSAuthFlags(cmd.Subcommands)
+		hasURL, hasAuth := false, false
+		for _, f := range cmd.Flags {
+			for _, n := range f.Names() {
+				hasURL = hasURL || n == "nats"
+				hasAuth = hasAuth || n == "nats-creds"
+			}
+		}
+		if hasURL && !hasAuth { // commands may be shared by several apps (tests)
+			cmd.Flags = append(cmd.Flags, natsAuthFlags()...)
+		}
+	}
+}
+
+// natsAuth reads the NATS authentication flags.
+func natsAuth(c *cli.Context) fleet.Auth {
+	return fleet.Auth{
+		CredsFile: c.String("nats-creds"), NKeyFile: c.String("nats-nkey"),
+		User: c.String("nats-user"), Password: c.String("nats-password"), Token: c.String("nats-token"),
+		TLSCA: c.String("nats-tls-ca"), TLSCert: c.String("nats-tls-cert"), TLSKey: c.String("nats-tls-key"),
+	}
+}
+
+// natsState is what a command's NATS connection reported: a permission
+// violation aborts the command (its signalContext) and makes it exit 1.
+type natsState struct {
+	mu     sync.Mutex
+	abort  context.CancelCauseFunc
+	denied error
+}
+
+const natsStateKey = "shoal.nats"
+
+func commandNATSState(app *cli.App) *natsState {
+	if app.Metadata == nil {
+		app.Metadata = map[string]any{}
+	}
+	st, ok := app.Metadata[natsStateKey].(*natsState)
+	if !ok {
+		st = &natsState{}
+		app.Metadata[natsStateKey] = st
+	}
+	return st
+}
+
+// natsOutcome makes a command whose NATS user was denied a permission fail
+// with that permission error, whatever else it returned.
+func natsOutcome(app *cli.App, err error) error {
+	st, ok := app.Metadata[natsStateKey].(*natsState)
+	if !ok {
+		return err
+	}
+	st.mu.Lock()
+	denied := st.denied
+	st.mu.Unlock()
+	if denied == nil || errors.Is(err, fleet.ErrPermission) {
+		return err
+	}
+	return failure(denied, "%v", denied)
 }
 
 func rootFlag() cli.Flag {
@@ -115,22 +199,48 @@ func isStringFlag(c *cli.Context, name string) bool {
 	return false
 }
 
-// connectNATS connects to --nats, checks the server and JetStream.
+// connectNATS connects to --nats with the --nats-* credentials, checks the
+// server and JetStream. A permission the server denies later aborts the
+// command's signalContext and makes it exit 1 with a *fleet.PermissionError.
 func connectNATS(c *cli.Context, ctx context.Context, name string, opts ...nats.Option) (*nats.Conn, jetstream.JetStream, error) {
-	nc, js, err := fleet.Connect(ctx, c.String("nats"), name, opts...)
+	st := commandNATSState(c.App)
+	nc, js, err := fleet.Dial(ctx, fleet.DialOptions{
+		URL: c.String("nats"), Name: name, Auth: natsAuth(c), NATS: opts,
+		OnDenied: func(pe *fleet.PermissionError) {
+			st.mu.Lock()
+			if st.denied == nil {
+				st.denied = pe
+			}
+			abort := st.abort
+			st.mu.Unlock()
+			if abort != nil {
+				abort(pe)
+			}
+		},
+	})
 	if err != nil {
+		if errors.Is(err, fleet.ErrBadAuthConfig) {
+			return nil, nil, usageError("%v", err)
+		}
 		return nil, nil, failure(err, "%v", err)
 	}
 	return nc, js, nil
 }
 
-// signalContext is cancelled by SIGINT or SIGTERM.
+// signalContext is cancelled by SIGINT or SIGTERM, or when the server
+// denies the command's NATS user a permission (see connectNATS).
 func signalContext(c *cli.Context) (context.Context, context.CancelFunc) {
 	parent := c.Context
 	if parent == nil {
 		parent = context.Background()
 	}
-	return signal.NotifyContext(parent, os.Interrupt, syscall.SIGTERM)
+	st := commandNATSState(c.App)
+	actx, abort := context.WithCancelCause(parent)
+	st.mu.Lock()
+	st.abort = abort
+	st.mu.Unlock()
+	ctx, stop := signal.NotifyContext(actx, os.Interrupt, syscall.SIGTERM)
+	return ctx, func() { stop(); abort(nil) }
 }
 
 // waitRun follows a run's results until every tenant reported (or ctx

@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/shoal-dev/shoal/engine"
+	"github.com/shoal-dev/shoal/fleet"
 	"github.com/shoal-dev/shoal/worker"
 	"github.com/urfave/cli/v2"
 	"go.uber.org/zap"
@@ -78,7 +79,7 @@ func workAction(c *cli.Context) error {
 				log.Warn("disconnected from NATS", zap.Error(err))
 			}
 		}),
-		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("reconnected to NATS", zap.String("url", nc.ConnectedUrlRedacted())) }))
+		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("reconnected to NATS", zap.String("url", fleet.ConnectedURL(nc))) }))
 	if err != nil {
 		return err
 	}
