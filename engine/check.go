@@ -531,7 +531,7 @@ func (e *Engine) Drift(ctx context.Context, path string) ([]SchemaDiff, error) {
 	if err != nil {
 		return nil, err
 	}
-	return diffCanonical(want, got), nil
+	return diffCanonical(want, withoutForeign(got, want)), nil
 }
 
 // driftCache keeps the schema of each version per Engine (its migrations

@@ -5,9 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
-	"strconv"
 	"strings"
 )
 
@@ -18,8 +15,10 @@ var ErrEnroll = errors.New("cannot enroll database")
 type EnrollError struct {
 	Path    string
 	Version int64 // the version compared against (0: none matched)
-	Diffs   []SchemaDiff
-	Reason  string
+	// From names the tool whose history was read ("" when none).
+	From   string
+	Diffs  []SchemaDiff
+	Reason string
 }
 
 func (e *EnrollError) Error() string {
@@ -46,24 +45,33 @@ type Enrolled struct {
 	// Source names the records the version came from: "--version",
 	// "schema match", or another tool's table.
 	Source string `json:"source"`
-}
-
-// foreignRecord is another migration tool's record of a DB's version.
-type foreignRecord struct {
-	tool    string
-	table   string
-	version int64
-	dirty   bool
+	// From names the tool whose history was taken over, "" when none.
+	From string `json:"from"`
 }
 
 // Enroll adopts a DB created before shoal: it builds a scratch DB from
 // migrations 1..version, compares the two schemas in canonical form and, if
 // they match, records 1..version as applied. With version 0 it takes the
-// version from another tool's records (fastmigrate's _meta, Rails/dbmate/
-// hand-rolled schema_migrations, golang-migrate's, goose's) or else finds
-// the version whose schema matches. Other tools' tables are left in place
-// and ignored by the comparison.
+// version from another tool's history (see EnrollWith) or else finds the
+// version whose schema matches. Other tools' tables are left in place and
+// ignored by the comparison.
 func (e *Engine) Enroll(ctx context.Context, path string, version int64) (*Enrolled, error) {
+	return e.EnrollWith(ctx, path, EnrollOptions{Version: version})
+}
+
+// EnrollWith is Enroll with options: o.From names the tool whose history to
+// take over (detected from the tables present when empty): fastmigrate's
+// _meta, golang-migrate's schema_migrations (a dirty version is refused),
+// dbmate's and Rails' schema_migrations, goose's goose_db_version, diesel's
+// __diesel_schema_migrations, sqlx's _sqlx_migrations (failed rows refused,
+// checksums compared), Flyway's flyway_schema_history (failed rows refused,
+// checksums compared), Prisma's _prisma_migrations (unfinished or
+// rolled-back migrations refused, checksums compared) and Alembic's
+// alembic_version through o.AlembicMap. The history must name versions the
+// migrations have, without gaps; the schema must still equal what
+// migrations 1..N produce.
+func (e *Engine) EnrollWith(ctx context.Context, path string, o EnrollOptions) (*Enrolled, error) {
+	version := o.Version
 	exists, err := checkFile(path)
 	if err != nil {
 		return nil, err
@@ -104,32 +112,30 @@ func (e *Engine) Enroll(ctx context.Context, path string, version int64) (*Enrol
 	if err := quickCheck(ctx, path, conn); err != nil {
 		return nil, err
 	}
-	recs, err := foreignRecords(ctx, conn)
-	if err != nil {
-		return nil, sqliteError(path, err)
-	}
-	source := "--version"
-	ignore := map[string]bool{}
-	for _, r := range recs {
-		ignore[r.table] = true
-		if r.dirty {
-			return nil, &EnrollError{Path: path, Version: r.version, Reason: fmt.Sprintf(
-				"%s marks version %d dirty: a migration failed half-way under that tool; repair the DB by hand and clear the flag, then enroll", r.tool, r.version)}
+	source, from := "--version", ""
+	if version == 0 || o.From != "" {
+		h, err := e.readForeignHistory(ctx, path, conn, o)
+		if err != nil {
+			return nil, err
 		}
-		if version == 0 {
-			version, source = r.version, r.tool+" ("+r.table+")"
+		if h != nil {
+			from = h.tool
+			if version > 0 && version != h.version() {
+				return nil, &EnrollError{Path: path, Version: version, From: h.tool, Reason: fmt.Sprintf(
+					"--version %d differs from %s, which says %d: leave --version out to take the tool's position, or --from out to check the schema at %d", version, h.source(), h.version(), version)}
+			}
+			if h.version() == 0 {
+				return nil, &EnrollError{Path: path, From: h.tool, Reason: fmt.Sprintf(
+					"%s records no applied migration, but the database has tables: migrate it with that tool first, or enroll with --version after checking its schema", h.source())}
+			}
+			version, source = h.version(), h.source()
 		}
 	}
 	got, err := DBSchema(ctx, path) // a second, read-only handle: conn is this pool's only connection
 	if err != nil {
 		return nil, err
 	}
-	got = withoutTables(got, ignore)
-	scratch, err := os.MkdirTemp("", "shoal-enroll-")
-	if err != nil {
-		return nil, err
-	}
-	defer os.RemoveAll(scratch)
+
 	candidates := []int64{version}
 	if version == 0 {
 		source = "schema match"
@@ -140,36 +146,27 @@ func (e *Engine) Enroll(ctx context.Context, path string, version int64) (*Enrol
 	}
 	var firstDiff []SchemaDiff
 	for _, v := range candidates {
-		want, err := e.schemaAt(ctx, filepath.Join(scratch, "v"+strconv.FormatInt(v, 10)+".db"), v)
+		want, err := e.schemaOfVersion(ctx, v)
 		if err != nil {
 			return nil, err
 		}
-		diffs := DiffSchemas(want, got)
+		diffs := DiffSchemas(want, withoutForeign(got, want))
 		if len(diffs) == 0 {
 			if err := e.recordEnrollment(ctx, path, conn, st, v); err != nil {
 				return nil, err
 			}
-			return &Enrolled{Path: path, Version: v, Source: source}, nil
+			return &Enrolled{Path: path, Version: v, Source: source, From: from}, nil
 		}
 		if firstDiff == nil {
 			firstDiff = diffs
 		}
 	}
 	if len(candidates) == 1 {
-		return nil, &EnrollError{Path: path, Version: version, Diffs: firstDiff,
+		return nil, &EnrollError{Path: path, Version: version, From: from, Diffs: firstDiff,
 			Reason: fmt.Sprintf("its schema differs from what migrations 1..%d produce (per %s)", version, source)}
 	}
 	return nil, &EnrollError{Path: path, Diffs: firstDiff,
 		Reason: "its schema matches no migration version; differences from head follow"}
-}
-
-// schemaAt builds a scratch DB at version v and returns its schema.
-func (e *Engine) schemaAt(ctx context.Context, scratch string, v int64) ([]SchemaObject, error) {
-	if _, err := e.Migrate(ctx, scratch, MigrateOptions{To: v}); err != nil {
-		return nil, fmt.Errorf("building a scratch DB at version %d: %w", v, err)
-	}
-	defer e.forget(scratch)
-	return DBSchema(ctx, scratch)
 }
 
 // recordEnrollment writes history rows 1..v in one transaction.
@@ -196,61 +193,6 @@ func (e *Engine) recordEnrollment(ctx context.Context, path string, conn *sql.Co
 	}
 	e.forget(path)
 	return lockOrSQLite(path, tx.Commit())
-}
-
-// foreignRecords finds other migration tools' version records.
-func foreignRecords(ctx context.Context, conn *sql.Conn) ([]foreignRecord, error) {
-	cols := func(table string) (map[string]bool, error) {
-		rows, err := conn.QueryContext(ctx, `SELECT name FROM pragma_table_info(?)`, table)
-		if err != nil {
-			return nil, err
-		}
-		defer rows.Close()
-		out := map[string]bool{}
-		for rows.Next() {
-			var n string
-			rows.Scan(&n)
-			out[strings.ToLower(n)] = true
-		}
-		return out, rows.Err()
-	}
-	var out []foreignRecord
-	maxOf := func(q string) (int64, bool) {
-		var s sql.NullString
-		if err := conn.QueryRowContext(ctx, q).Scan(&s); err != nil || !s.Valid {
-			return 0, false
-		}
-		v, err := strconv.ParseInt(strings.TrimSpace(s.String), 10, 64)
-		return v, err == nil
-	}
-	if c, err := cols("_meta"); err != nil {
-		return nil, err
-	} else if c["version"] {
-		if v, ok := maxOf(`SELECT max(version) FROM _meta`); ok {
-			out = append(out, foreignRecord{tool: "fastmigrate", table: "_meta", version: v})
-		}
-	}
-	if c, err := cols("schema_migrations"); err != nil {
-		return nil, err
-	} else if c["version"] {
-		if c["dirty"] {
-			var v int64
-			var dirty bool
-			if err := conn.QueryRowContext(ctx, `SELECT version, dirty FROM schema_migrations LIMIT 1`).Scan(&v, &dirty); err == nil {
-				out = append(out, foreignRecord{tool: "golang-migrate", table: "schema_migrations", version: v, dirty: dirty})
-			}
-		} else if v, ok := maxOf(`SELECT max(CAST(version AS INTEGER)) FROM schema_migrations`); ok {
-			out = append(out, foreignRecord{tool: "schema_migrations (Rails, dbmate or hand-rolled)", table: "schema_migrations", version: v})
-		}
-	}
-	if c, err := cols("goose_db_version"); err != nil {
-		return nil, err
-	} else if c["version_id"] {
-		if v, ok := maxOf(`SELECT max(version_id) FROM goose_db_version WHERE is_applied`); ok && v > 0 {
-			out = append(out, foreignRecord{tool: "goose", table: "goose_db_version", version: v})
-		}
-	}
-	return out, nil
 }
 
 // withoutTables drops other tools' tables (and objects on them).

@@ -48,6 +48,7 @@ func fleetEnrollCommand() *cli.Command {
 		Flags: []cli.Flag{
 			rootFlag(), patternFlag(), dirFlag(), busyTimeoutFlag(),
 			&cli.Int64Flag{Name: "version", Usage: "the version every DB is at (default: detect per DB)"},
+			fromFlag(), alembicMapFlag(),
 			&cli.StringFlag{Name: "report", Usage: "write the JSON report to this file"},
 			&cli.BoolFlag{Name: "json", Usage: "print the report on stdout"},
 		},
@@ -126,7 +127,12 @@ func enrollOne(ctx context.Context, c *cli.Context, e *engine.Engine, tenant, pa
 		ent.Outcome, ent.Error = "error", fleet.String(err.Error())
 		return ent
 	}
-	en, err := e.Enroll(ctx, path, c.Int64("version"))
+	eo, err := enrollOptions(c)
+	if err != nil {
+		ent.Outcome, ent.Error = "error", fleet.String(err.Error())
+		return ent
+	}
+	en, err := e.EnrollWith(ctx, path, eo)
 	switch {
 	case err == nil:
 		ent.Outcome, ent.Version, ent.Source = "enrolled", fleet.Int64(en.Version), fleet.String(en.Source)

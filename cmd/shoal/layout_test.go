@@ -1,7 +1,9 @@
 package main
 
 import (
+	"database/sql"
 	"encoding/json"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -50,5 +52,70 @@ func TestCLILayoutReported(t *testing.T) {
 	o = shoal(t, d, nil, "migrate", "--db", filepath.Join(d, "t.db"), "--dir", goose, "--layout", "goose")
 	if o.code != 0 {
 		t.Fatalf("migrate --layout goose: %+v", o)
+	}
+}
+
+// enroll --from takes over another tool's history (here dbmate's, written
+// by hand as dbmate writes it); an unknown tool is a usage error; a wrong
+// one a refusal (exit 1).
+func TestCLIEnrollFrom(t *testing.T) {
+	d := t.TempDir()
+	dir := layoutFixture(t, "golang-migrate")
+	db := filepath.Join(d, "t.db")
+	o := shoal(t, d, nil, "migrate", "--db", db, "--dir", dir, "--to", "2")
+	if o.code != 0 {
+		t.Fatalf("%+v", o)
+	}
+	// Turn it into a golang-migrate DB at version 2.
+	sqlite(t, db, "DROP TABLE shoal_migrations", "DROP TABLE shoal_meta", "PRAGMA application_id = 0", "PRAGMA user_version = 0",
+		"CREATE TABLE schema_migrations (version uint64, dirty bool)", "CREATE UNIQUE INDEX version_unique ON schema_migrations (version)",
+		"INSERT INTO schema_migrations VALUES (2, 0)")
+	o = shoal(t, d, nil, "enroll", "--db", db, "--dir", dir, "--from", "liquibase")
+	if o.code != 2 {
+		t.Fatalf("unknown tool: %+v", o)
+	}
+	o = shoal(t, d, nil, "enroll", "--db", db, "--dir", dir, "--from", "goose")
+	if o.code != 1 || !strings.Contains(o.stderr, "no goose history table") {
+		t.Fatalf("wrong tool: %+v", o)
+	}
+	o = shoal(t, d, nil, "enroll", "--db", db, "--dir", dir, "--from", "golang-migrate", "--json")
+	var en struct {
+		Version int64
+		From    string
+	}
+	if o.code != 0 || json.Unmarshal([]byte(o.stdout), &en) != nil || en.Version != 2 || en.From != "golang-migrate" {
+		t.Fatalf("enroll --from golang-migrate: %+v", o)
+	}
+	if o = shoal(t, d, nil, "migrate", "--db", db, "--dir", dir); o.code != 0 {
+		t.Fatalf("%+v", o)
+	}
+}
+
+// The shoal binary links neither goose nor golang-migrate: they are test
+// dependencies only.
+func TestBinaryLinksNoOtherTool(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	for _, dep := range []string{"github.com/pressly/goose", "github.com/golang-migrate/migrate"} {
+		if strings.Contains(string(out), dep) {
+			t.Errorf("the shoal binary links %s", dep)
+		}
+	}
+}
+
+// sqlite runs statements on a DB file.
+func sqlite(t *testing.T, path string, stmts ...string) {
+	t.Helper()
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for _, s := range stmts {
+		if _, err := db.Exec(s); err != nil {
+			t.Fatalf("%s: %v", s, err)
+		}
 	}
 }

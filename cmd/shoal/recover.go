@@ -78,21 +78,28 @@ func enrollCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "enroll",
 		Usage:     "adopt a database created before shoal, after checking its schema",
-		UsageText: "shoal enroll --db PATH [--version N] [--dir DIR]",
+		UsageText: "shoal enroll --db PATH [--version N | --from TOOL [--map FILE]] [--dir DIR]",
 		Description: "Builds a scratch DB from migrations 1..N and compares schemas in canonical form\n" +
 			"(objects and definitions; order and whitespace ignored). If they match, records\n" +
-			"1..N as applied. Without --version, N comes from another tool's records\n" +
-			"(fastmigrate, Rails/dbmate schema_migrations, golang-migrate, goose) or is the\n" +
-			"version whose schema matches. Otherwise prints the differences object by object.",
+			"1..N as applied. Without --version, N comes from another tool's history table,\n" +
+			"checked first (--from names the tool; detected otherwise: fastmigrate, golang-migrate,\n" +
+			"dbmate, rails, goose, diesel, sqlx, flyway, prisma, alembic with --map), or is the\n" +
+			"version whose schema matches. Otherwise prints the differences object by object.\n" +
+			"The other tool's table is left as it was (docs/switching.md).",
 		Flags: []cli.Flag{dbFlag(), dirFlag(),
 			&cli.Int64Flag{Name: "version", Usage: "the version the DB is at (default: detect)"},
+			fromFlag(), alembicMapFlag(),
 			busyTimeoutFlag(), jsonFlag("print the result as JSON")},
 		Action: func(c *cli.Context) error {
 			path, e, err := dbAndEngine(c)
 			if err != nil {
 				return err
 			}
-			en, err := e.Enroll(c.Context, path, c.Int64("version"))
+			eo, err := enrollOptions(c)
+			if err != nil {
+				return err
+			}
+			en, err := e.EnrollWith(c.Context, path, eo)
 			if err != nil {
 				var ee *engine.EnrollError
 				if errors.As(err, &ee) {
