@@ -447,7 +447,6 @@ func TestFlywayChecksum(t *testing.T) {
 	}
 }
 
-
 func sha256sum(b []byte) []byte {
 	s := sha256.Sum256(b)
 	return s[:]
