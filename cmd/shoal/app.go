@@ -15,7 +15,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 	app := &cli.App{
 		Name:    "shoal",
 		Usage:   "migrate the schemas of per-tenant SQLite databases: one file or a fleet",
-		Version: version,
+		Version: versionString(),
 		Description: "shoal applies numbered migrations to SQLite files atomically (one BEGIN IMMEDIATE\n" +
 			"transaction per run), under a lock against other migrators, with foreign keys safe.\n" +
 			"Fleets are migrated by a producer and workers over NATS JetStream; `shoal run`\n" +
@@ -27,12 +27,14 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "log level: debug, info, warn, error", EnvVars: []string{"SHOAL_LOG_LEVEL"}},
 		},
 		Commands:             commands(),
+		Before:               checkGlobal,
 		EnableBashCompletion: true,
 		OnUsageError: func(c *cli.Context, err error, _ bool) error {
 			return usageError("%s", err.Error())
 		},
 		ExitErrHandler: func(*cli.Context, error) {}, // run() maps errors to exit codes
 	}
+	tidyCommands(app.Commands, "")
 	return app
 }
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"time"
@@ -45,8 +46,37 @@ func migrationsDir(c *cli.Context) (fs.FS, string, error) {
 	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, "migrations", failure(err, "cannot read ./migrations: %v", err)
 	}
-	return migrations.FS, "(embedded example migrations)", nil
+	// Say so: a command run from the wrong directory must not pass
+	// silently on the example migrations. A worker says it at once; other
+	// commands when they end (after their error line, which comes first).
+	if c.Command != nil && c.Command.Name == "work" {
+		fmt.Fprintln(c.App.ErrWriter, embeddedNotice)
+	} else {
+		if c.App.Metadata == nil {
+			c.App.Metadata = map[string]any{}
+		}
+		c.App.Metadata[embeddedKey] = true
+	}
+	return migrations.FS, embeddedName, nil
 }
+
+// usesEmbedded reports whether migrationsDir would fall back to the
+// embedded example migrations.
+func usesEmbedded(c *cli.Context) bool {
+	if c.String("dir") != "" {
+		return false
+	}
+	_, err := os.Stat("migrations")
+	return errors.Is(err, fs.ErrNotExist)
+}
+
+const (
+	embeddedNotice = "shoal: using the embedded example migrations (no ./migrations here and no --dir or SHOAL_DIR)"
+	embeddedKey    = "shoal.embedded"
+)
+
+// embeddedName names the embedded example migrations in messages.
+const embeddedName = "embedded example migrations"
 
 // openEngine parses and validates the migrations directory once.
 func openEngine(c *cli.Context) (*engine.Engine, error) {

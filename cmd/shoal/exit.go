@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"regexp"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -46,10 +47,16 @@ var errSilent = &cliError{code: exitFailure}
 func run(args []string, stdout, stderr io.Writer) int {
 	app := newApp(stdout, stderr)
 	err := natsOutcome(app, app.Run(args))
+	notice := func() {
+		if used, _ := app.Metadata[embeddedKey].(bool); used {
+			fmt.Fprintln(stderr, embeddedNotice)
+		}
+	}
 	if err == nil {
+		notice()
 		return exitOK
 	}
-	code, msg := classify(err)
+	code, msg := classify(err, app)
 	if msg != "" {
 		// One human-readable line first, whatever the log format.
 		fmt.Fprintln(stderr, "shoal: "+firstLine(msg))
@@ -57,17 +64,23 @@ func run(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintln(stderr, rest)
 		}
 	}
+	notice()
 	return code
 }
 
-func classify(err error) (int, string) {
+var noHelpTopic = regexp.MustCompile(`No help topic for '([^']*)'`)
+
+func classify(err error, app *cli.App) (int, string) {
 	var ce *cliError
 	if errors.As(err, &ce) {
 		return ce.code, ce.msg
 	}
 	msg := err.Error()
-	if strings.Contains(msg, "No help topic") {
-		return exitUsage, msg + ": unknown command (see shoal --help)"
+	if m := noHelpTopic.FindStringSubmatch(msg); m != nil {
+		if s := closestCommand(allCommandNames(app.Commands), m[1]); s != "" {
+			return exitUsage, fmt.Sprintf("unknown command %q: did you mean %q? (see shoal --help)", m[1], s)
+		}
+		return exitUsage, fmt.Sprintf("unknown command %q (see shoal --help)", m[1])
 	}
 	var ec cli.ExitCoder
 	if errors.As(err, &ec) {

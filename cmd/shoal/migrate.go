@@ -34,7 +34,7 @@ func migrateCommand() *cli.Command {
 			"Any number of migrators may run on one file at once: each migration applies once.",
 		Flags: []cli.Flag{
 			dbFlag(), dirFlag(),
-			&cli.Int64Flag{Name: "to", Usage: "stop at this version (default: head)"},
+			&cli.Int64Flag{Name: "to", Usage: "stop at version N; 0 is the same as not giving it: head (to go back to version 0, use shoal down --to 0)", DefaultText: "head"},
 			&cli.BoolFlag{Name: "backup", Usage: "take a consistent backup first (only when something is pending)"},
 			&cli.StringFlag{Name: "backup-dir", Usage: "where backups go (default: beside the DB)"},
 			&cli.StringFlag{Name: "root", Usage: "with --backup-dir: mirror the DB's path relative to this root", EnvVars: []string{"SHOAL_ROOT"}},

@@ -86,7 +86,7 @@ func newAction(c *cli.Context) error {
 	dir := diskDir(c)
 	fsys, err := engine.OpenDir(dir)
 	if err != nil {
-		return failure(err, "%v (create it with `shoal init`)", err)
+		return failure(err, "%v", err)
 	}
 	e, err := engine.New(engine.Options{Dir: fsys, DirName: dir})
 	if err != nil {

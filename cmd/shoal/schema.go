@@ -181,6 +181,9 @@ func checkAction(c *cli.Context) error {
 	if c.NArg() > 0 {
 		return usageError("shoal check takes no arguments, got %q", c.Args().First())
 	}
+	if usesEmbedded(c) {
+		return failure(nil, "no migrations directory to check: no ./migrations here and no --dir or SHOAL_DIR (run it where your migrations are, or pass --dir)")
+	}
 	fsys, dir, embedded, err := onDisk(c)
 	if err != nil {
 		return err
