@@ -2,7 +2,6 @@ package main
 
 import (
 	"errors"
-	"fmt"
 	"io/fs"
 	"os"
 	"time"
@@ -47,16 +46,12 @@ func migrationsDir(c *cli.Context) (fs.FS, string, error) {
 		return nil, "migrations", failure(err, "cannot read ./migrations: %v", err)
 	}
 	// Say so: a command run from the wrong directory must not pass
-	// silently on the example migrations. A worker says it at once; other
-	// commands when they end (after their error line, which comes first).
-	if c.Command != nil && c.Command.Name == "work" {
-		fmt.Fprintln(c.App.ErrWriter, embeddedNotice)
-	} else {
-		if c.App.Metadata == nil {
-			c.App.Metadata = map[string]any{}
-		}
-		c.App.Metadata[embeddedKey] = true
+	// silently on the example migrations. Said when the command ends,
+	// after its error line (which comes first).
+	if c.App.Metadata == nil {
+		c.App.Metadata = map[string]any{}
 	}
+	c.App.Metadata[embeddedKey] = true
 	return migrations.FS, embeddedName, nil
 }
 

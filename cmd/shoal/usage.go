@@ -31,7 +31,7 @@ var takesArgs = map[string]bool{"new": true, "restore": true, "accept": true, "r
 var globalFlagNames = map[string]bool{"log-format": true, "log-level": true}
 
 // defaultInUsage is a "(default: X)" written in a flag's usage text.
-var defaultInUsage = regexp.MustCompile(`\s*\(default: ([^()]*)\)$`)
+var defaultInUsage = regexp.MustCompile(`\s*\(default: ([^()]*)\)`)
 
 // noDefaultInt64 is an Int64Flag shown without a default (a required one).
 type noDefaultInt64 struct{ *cli.Int64Flag }
@@ -58,7 +58,7 @@ func tidyCommands(cmds []*cli.Command, path string) {
 				ff.Usage = markRequired(ff.Usage, req[name])
 			case *cli.Int64Flag:
 				if m := defaultInUsage.FindStringSubmatch(ff.Usage); m != nil {
-					ff.Usage, ff.DefaultText = strings.TrimSuffix(ff.Usage, m[0]), m[1]
+					ff.Usage, ff.DefaultText = strings.Replace(ff.Usage, m[0], "", 1), m[1]
 				}
 				ff.Usage = markRequired(ff.Usage, req[name])
 				if req[name] {
@@ -66,11 +66,11 @@ func tidyCommands(cmds []*cli.Command, path string) {
 				}
 			case *cli.IntFlag:
 				if m := defaultInUsage.FindStringSubmatch(ff.Usage); m != nil {
-					ff.Usage, ff.DefaultText = strings.TrimSuffix(ff.Usage, m[0]), m[1]
+					ff.Usage, ff.DefaultText = strings.Replace(ff.Usage, m[0], "", 1), m[1]
 				}
 			case *cli.DurationFlag:
 				if m := defaultInUsage.FindStringSubmatch(ff.Usage); m != nil {
-					ff.Usage, ff.DefaultText = strings.TrimSuffix(ff.Usage, m[0]), m[1]
+					ff.Usage, ff.DefaultText = strings.Replace(ff.Usage, m[0], "", 1), m[1]
 				}
 			}
 		}
