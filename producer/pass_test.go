@@ -237,3 +237,24 @@ func findResult(rep *fleet.Report, tenant string) (fleet.Result, bool) {
 	}
 	return fleet.Result{}, false
 }
+
+// TestReportAtHeadNotForChangedFiles: a DB at head whose applied migration
+// file was edited since is not reported current by the producer (a worker
+// would refuse it as changed): it gets a job.
+func TestReportAtHeadNotForChangedFiles(t *testing.T) {
+	t.Parallel()
+	v := newPassEnv(t)
+	fleettest.Fleet(t, v.e, v.root, 2, func(int) int64 { return fleettest.Head })
+	m := fleettest.Migrations()
+	m["0002_notes.sql"].Data = append([]byte("-- edited after it was applied\n"), m["0002_notes.sql"].Data...)
+	edited, err := engine.New(engine.Options{Dir: m, DirName: "edited"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := v.opts("edited")
+	o.Engine, o.ReportAtHead = edited, true
+	st, err := producer.Produce(context.Background(), v.js, o)
+	if err != nil || st.Jobs != 2 || st.Current != 0 {
+		t.Fatalf("%+v %v: DBs whose applied file changed must go to a worker", st, err)
+	}
+}
