@@ -258,3 +258,32 @@ func TestReportAtHeadNotForChangedFiles(t *testing.T) {
 		t.Fatalf("%+v %v: DBs whose applied file changed must go to a worker", st, err)
 	}
 }
+
+// TestNewHeadSameRunIDWaitsForWorkers: the same run id after new migrations
+// were deployed: DBs the producer reported current before are behind now;
+// their jobs are new and the pass waits for the workers' results, not the
+// producer's earlier `current`.
+func TestNewHeadSameRunIDWaitsForWorkers(t *testing.T) {
+	t.Parallel()
+	v := newPassEnv(t)
+	m := fleettest.Migrations()
+	delete(m, "0003_tags.sql")
+	old, err := engine.New(engine.Options{Dir: m, DirName: "old"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fleettest.Fleet(t, old, v.root, 3, func(int) int64 { return 2 })
+	o := v.opts("daily")
+	o.Engine, o.ReportAtHead = old, true
+	st, rep := v.pass(o)
+	if st.Current != 3 || rep.Summary.Counts["current"] != 3 {
+		t.Fatalf("at the old head: %+v %+v", st, rep.Summary)
+	}
+	v.startWorker() // with the new migrations (head 3)
+	o.Engine = v.e
+	st, rep = v.pass(o)
+	if st.Published != 3 || rep.Summary.Counts["migrated"] != 3 || rep.Summary.Total != 3 {
+		t.Fatalf("after the deploy: %+v %+v", st, rep.Summary)
+	}
+	v.atHead()
+}

@@ -232,7 +232,9 @@ func Produce(ctx context.Context, js jetstream.JetStream, o Options) (*Stats, er
 			for c := range cands {
 				t0 := time.Now()
 				v, verr := o.Engine.Version(wctx, c.path)
-				state := DBState(c.path, v, verr)
+				// The target is part of the state: new migrations deployed
+				// (another head) make every DB's job a new one.
+				state := fmt.Sprintf("target=%d %s", head, DBState(c.path, v, verr))
 				atHead := verr == nil && v == head
 				if atHead && o.OnlyBehind {
 					smu.Lock()
@@ -250,7 +252,9 @@ func Produce(ctx context.Context, js jetstream.JetStream, o Options) (*Stats, er
 						atHead = err == nil && res != nil && len(res.Pending) == 0 && res.To == head
 					}
 					if atHead {
-						r := fleet.Result{RunID: o.RunID, JobID: it.job.JobID, Tenant: c.tenant, Path: c.path,
+						// Its own id space: a later job for the same DB state
+						// never takes this result for its own.
+						r := fleet.Result{RunID: o.RunID, JobID: JobID(o.RunID, c.tenant, "current "+state), Tenant: c.tenant, Path: c.path,
 							Outcome: engine.OutcomeCurrent, From: fleet.Int64(head), To: fleet.Int64(head),
 							Applied: []engine.Applied{}, Attempt: 0, Worker: o.Worker,
 							DurationMs: time.Since(t0).Milliseconds(), At: time.Now().UTC()}
@@ -274,7 +278,11 @@ func Produce(ctx context.Context, js jetstream.JetStream, o Options) (*Stats, er
 			continue // drain
 		}
 		if o.OnExpect != nil {
-			o.OnExpect(it.job.JobID)
+			if it.current != nil {
+				o.OnExpect(it.current.JobID)
+			} else {
+				o.OnExpect(it.job.JobID)
+			}
 		}
 		var p pendingPub
 		if r := it.current; r != nil {
