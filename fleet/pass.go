@@ -1,6 +1,9 @@
 package fleet
 
-import "sync"
+import (
+	"sync"
+	"time"
+)
 
 // Pass selects, among the results stored under a run id, those of one pass:
 // the jobs (and producer-made results) one producer invocation published or
@@ -13,6 +16,12 @@ import "sync"
 // keeps those aside until Expect names them, or Seal says no more will be.
 // Safe for concurrent use.
 type Pass struct {
+	// Since: results older than this cannot belong to the pass (a job found
+	// already published was published within the jobs stream's duplicate
+	// window, and its result is newer than that): they are not held, which
+	// bounds memory when a run id has had many passes. Zero holds all.
+	Since time.Time
+
 	mu     sync.Mutex
 	t      *Tracker
 	want   map[string]bool
@@ -47,7 +56,7 @@ func (p *Pass) Offer(r Result) bool {
 	if r.JobID != "" && p.want[r.JobID] {
 		return true
 	}
-	if !p.sealed && r.JobID != "" {
+	if !p.sealed && r.JobID != "" && !r.At.Before(p.Since) {
 		p.early[r.JobID] = append(p.early[r.JobID], r)
 	}
 	return false

@@ -3,6 +3,7 @@ package producer
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/shoal-dev/shoal/fleet"
@@ -20,6 +21,17 @@ import (
 // error reading the results.
 func ProducePass(ctx, followCtx context.Context, js jetstream.JetStream, o Options, t *fleet.Tracker, fo fleet.FollowOptions) (st *Stats, perr, ferr error) {
 	pass := fleet.NewPass(t)
+	// Results older than the duplicate window (plus slack for clocks) cannot
+	// be of a job this pass finds already published.
+	jobs := o.Names.JobsStream
+	if jobs == "" {
+		jobs = fleet.DefaultJobsStream
+	}
+	if s, err := js.Stream(ctx, jobs); err == nil {
+		if d := s.CachedInfo().Config.Duplicates; d > 0 {
+			pass.Since = time.Now().Add(-d - 10*time.Minute)
+		}
+	}
 	prev := o.OnExpect
 	o.OnExpect = func(id string) {
 		pass.Expect(id)
