@@ -24,7 +24,7 @@ const (
 var Outcomes = []string{
 	engine.OutcomeMigrated, engine.OutcomeCurrent, engine.OutcomeFailed,
 	engine.OutcomeUnmanaged, engine.OutcomeAhead, engine.OutcomeChanged,
-	engine.OutcomeOutOfOrder, engine.OutcomeCorrupt, engine.OutcomeDrifted,
+	engine.OutcomeOutOfOrder, engine.OutcomeCorrupt, engine.OutcomeDrifted, OutcomeRejected,
 }
 
 // AtHead reports whether an outcome leaves the DB at the run's target.
@@ -223,7 +223,7 @@ func NewResult(job Job, res *engine.Result, err error, attempt int, worker strin
 		r.Backup = String(res.Backup)
 	}
 	if err != nil {
-		r.Outcome = engine.Outcome(err)
+		r.Outcome = ResultOutcome(err)
 		r.Error = String(err.Error())
 	} else {
 		r.Outcome = res.Outcome()

@@ -2,10 +2,13 @@ package fleet
 
 import (
 	"encoding/json"
+	"fmt"
 	"reflect"
 	"sort"
 	"testing"
 	"time"
+
+	"github.com/shoal-dev/shoal/engine"
 )
 
 func keys(t *testing.T, data []byte) []string {
@@ -141,5 +144,56 @@ func TestFormatProgress(t *testing.T) {
 	}
 	if got := FormatProgress(Progress{Done: 3, Total: -1}); got != "3/? done (still scanning), 0.0/s, 0 failed" {
 		t.Fatal(got)
+	}
+}
+
+// Several results for one tenant in one run (duplicate jobs, an enqueue
+// during the run): a later `current` never replaces `migrated`, `applied`
+// is the union of what was applied, `from` the version before the run.
+func TestTrackerKeepsWhatHappenedInTheRun(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	ap := func(vs ...int64) []engine.Applied {
+		var out []engine.Applied
+		for _, v := range vs {
+			out = append(out, engine.Applied{Version: v, Name: fmt.Sprint(v)})
+		}
+		return out
+	}
+	tr := NewTracker("r", t0)
+	tr.Add(Result{Tenant: "a", Outcome: "migrated", From: Int64(0), To: Int64(3), Applied: ap(1, 2, 3), Worker: "w1", At: t0.Add(1 * time.Second)})
+	tr.Add(Result{Tenant: "a", Outcome: "current", From: Int64(3), To: Int64(3), Worker: "w2", At: t0.Add(2 * time.Second)})
+	tr.Add(Result{Tenant: "a", Outcome: "current", From: Int64(3), To: Int64(3), Worker: "w3", At: t0.Add(3 * time.Second)})
+	// b: migrated 1..2, then (new migrations deployed) migrated 3, then current
+	tr.Add(Result{Tenant: "b", Outcome: "migrated", From: Int64(0), To: Int64(2), Applied: ap(1, 2), At: t0.Add(1 * time.Second)})
+	tr.Add(Result{Tenant: "b", Outcome: "current", From: Int64(3), To: Int64(3), At: t0.Add(5 * time.Second)})
+	tr.Add(Result{Tenant: "b", Outcome: "migrated", From: Int64(2), To: Int64(3), Applied: ap(3), At: t0.Add(4 * time.Second)}) // arrives late
+	// c: migrated, then a later failure: the failure is what it ends with
+	tr.Add(Result{Tenant: "c", Outcome: "migrated", From: Int64(1), To: Int64(3), Applied: ap(2, 3), At: t0.Add(1 * time.Second)})
+	tr.Add(Result{Tenant: "c", Outcome: "failed", From: Int64(3), To: Int64(3), At: t0.Add(2 * time.Second)})
+	rep := tr.Report(t0.Add(time.Minute))
+	if rep.Summary.Counts["migrated"] != 2 || rep.Summary.Counts["current"] != 0 || rep.Summary.Counts["failed"] != 1 {
+		t.Fatalf("summary %+v", rep.Summary)
+	}
+	want := map[string]struct {
+		outcome  string
+		from, to int64
+		applied  []int64
+	}{
+		"a": {"migrated", 0, 3, []int64{1, 2, 3}},
+		"b": {"migrated", 0, 3, []int64{1, 2, 3}},
+		"c": {"failed", 1, 3, []int64{2, 3}},
+	}
+	for _, d := range rep.Databases {
+		w := want[d.Tenant]
+		var vs []int64
+		for _, a := range d.Applied {
+			vs = append(vs, a.Version)
+		}
+		if d.Outcome != w.outcome || *d.From != w.from || *d.To != w.to || !reflect.DeepEqual(vs, w.applied) {
+			t.Errorf("%s: %s %d->%d %v, want %+v", d.Tenant, d.Outcome, *d.From, *d.To, vs, w)
+		}
+	}
+	if r, _ := tr.Result("a"); r.Worker != "w1" {
+		t.Fatalf("a's entry is the migrating result (worker %s)", r.Worker)
 	}
 }

@@ -11,39 +11,88 @@ import (
 	"sync"
 	"text/tabwriter"
 	"time"
+
+	"github.com/shoal-dev/shoal/engine"
 )
 
-// Tracker collects a run's results: the latest result per tenant replaces
-// earlier ones (a retried or re-enqueued tenant ends with its last result).
-// Safe for concurrent use.
+// Tracker collects a run's results, one entry per tenant that says what
+// happened to it in the run: when a tenant has several results (a retried,
+// duplicated or re-enqueued job), its entry is the latest result, except
+// that a later `current` never replaces a `migrated` (the DB was migrated
+// in this run; the later job found it done), its `applied` lists every
+// migration applied in the run (the union, by version) and its `from` is
+// the version before the run's first result. Safe for concurrent use.
 type Tracker struct {
 	mu       sync.Mutex
 	runID    string
 	start    time.Time
-	byTenant map[string]Result
+	byTenant map[string]*entry
 	order    []string
 	manifest *Manifest
 	total    int // known total (manifest), -1 unknown
 }
 
-// NewTracker starts tracking runID; start is when the run began (for rates).
-func NewTracker(runID string, start time.Time) *Tracker {
-	return &Tracker{runID: runID, start: start, byTenant: map[string]Result{}, total: -1}
+// entry is what the tracker keeps of one tenant's results.
+type entry struct {
+	latest   Result  // the latest result (by At, then arrival)
+	migrated *Result // the latest `migrated` result, if any
+	first    Result  // the earliest result (for From)
+	applied  map[int64]engine.Applied
+	merged   Result
 }
 
-// Add records a result; a later result for the same tenant replaces the
-// earlier one (by At, then by arrival).
+func (e *entry) add(r Result) {
+	if !r.At.Before(e.latest.At) {
+		e.latest = r
+	}
+	if r.Outcome == engine.OutcomeMigrated && (e.migrated == nil || !r.At.Before(e.migrated.At)) {
+		m := r
+		e.migrated = &m
+	}
+	if r.At.Before(e.first.At) {
+		e.first = r
+	}
+	for _, a := range r.Applied {
+		if _, ok := e.applied[a.Version]; !ok {
+			e.applied[a.Version] = a
+		}
+	}
+	e.merge()
+}
+
+func (e *entry) merge() {
+	m := e.latest
+	if m.Outcome == engine.OutcomeCurrent && e.migrated != nil {
+		m = *e.migrated
+		m.To = e.latest.To
+	}
+	if e.first.From != nil {
+		m.From = e.first.From
+	}
+	m.Applied = make([]engine.Applied, 0, len(e.applied))
+	for _, a := range e.applied {
+		m.Applied = append(m.Applied, a)
+	}
+	sort.Slice(m.Applied, func(i, j int) bool { return m.Applied[i].Version < m.Applied[j].Version })
+	e.merged = m
+}
+
+// NewTracker starts tracking runID; start is when the run began (for rates).
+func NewTracker(runID string, start time.Time) *Tracker {
+	return &Tracker{runID: runID, start: start, byTenant: map[string]*entry{}, total: -1}
+}
+
+// Add records a result, merged with the tenant's earlier ones (see Tracker).
 func (t *Tracker) Add(r Result) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if old, ok := t.byTenant[r.Tenant]; ok {
-		if r.At.Before(old.At) {
-			return
-		}
-	} else {
+	e, ok := t.byTenant[r.Tenant]
+	if !ok {
+		e = &entry{latest: r, first: r, applied: map[int64]engine.Applied{}}
+		t.byTenant[r.Tenant] = e
 		t.order = append(t.order, r.Tenant)
 	}
-	t.byTenant[r.Tenant] = r
+	e.add(r)
 }
 
 // SetManifest records the run's manifest; a complete one fixes the total.
@@ -94,8 +143,8 @@ func (t *Tracker) Progress(now time.Time) Progress {
 	if !t.start.IsZero() {
 		p.Elapsed = now.Sub(t.start)
 	}
-	for _, r := range t.byTenant {
-		if !AtHead(r.Outcome) {
+	for _, e := range t.byTenant {
+		if !AtHead(e.merged.Outcome) {
 			p.Failed++
 		}
 	}
@@ -115,12 +164,15 @@ func (t *Tracker) Complete() bool {
 	return t.total >= 0 && len(t.byTenant) >= t.total
 }
 
-// Result returns a tenant's latest result.
+// Result returns a tenant's entry: its results in the run, merged.
 func (t *Tracker) Result(tenant string) (Result, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	r, ok := t.byTenant[tenant]
-	return r, ok
+	e, ok := t.byTenant[tenant]
+	if !ok {
+		return Result{}, false
+	}
+	return e.merged, true
 }
 
 // Report builds the report: one entry per tenant, sorted by tenant.
@@ -133,7 +185,7 @@ func (t *Tracker) Report(now time.Time) *Report {
 	counts := map[string]int{}
 	var first, last time.Time
 	for _, tn := range tenants {
-		r := t.byTenant[tn]
+		r := t.byTenant[tn].merged
 		rep.Databases = append(rep.Databases, r)
 		counts[r.Outcome]++
 		if first.IsZero() || r.At.Before(first) {

@@ -10,6 +10,7 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"unicode/utf8"
 )
 
 // DefaultPattern matches one DB file per tenant directory.
@@ -47,7 +48,18 @@ func ValidatePattern(pattern string) error {
 // with the number of tenants. Order is the directories' order on disk.
 // An unreadable directory stops the walk with an error naming it, since a
 // partial fleet must not look whole.
+//
+// The walk never follows a symlink below root (root itself may be one): a
+// symlinked directory is not entered and a symlinked file is not a tenant,
+// wherever the link points, so nothing outside root is ever published. Such
+// entries, and matching files that are not regular files (pipes, sockets,
+// devices), are passed to skip (when set) with the reason.
 func Walk(ctx context.Context, root, pattern string, fn func(tenant, path string) error) error {
+	return WalkSkipping(ctx, root, pattern, fn, nil)
+}
+
+// WalkSkipping is Walk that tells skip about each entry it refused.
+func WalkSkipping(ctx context.Context, root, pattern string, fn func(tenant, path string) error, skip func(tenant, reason string)) error {
 	if err := ValidatePattern(pattern); err != nil {
 		return err
 	}
@@ -59,43 +71,57 @@ func Walk(ctx context.Context, root, pattern string, fn func(tenant, path string
 		return fmt.Errorf("--root %s is not a directory", root)
 	}
 	segs := strings.Split(pattern, "/")
-	return walkDir(ctx, root, "", segs, fn)
+	if skip == nil {
+		skip = func(string, string) {}
+	}
+	return walkDir(ctx, root, "", segs, fn, skip)
 }
 
 func hasMeta(seg string) bool { return strings.ContainsAny(seg, `*?[\`) }
 
-func walkDir(ctx context.Context, dir, rel string, segs []string, fn func(tenant, path string) error) error {
+func walkDir(ctx context.Context, dir, rel string, segs []string, fn func(tenant, path string) error, skip func(tenant, reason string)) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	seg, last := segs[0], len(segs) == 1
-	visit := func(name string, isDir, isFile bool) error {
+	visit := func(name string, mode fs.FileMode) error {
 		full := filepath.Join(dir, name)
 		relName := name
 		if rel != "" {
 			relName = path.Join(rel, name)
 		}
+		if mode&fs.ModeSymlink != 0 {
+			skip(relName, "symlink (never followed below the root)")
+			return nil
+		}
 		if last {
-			if isFile {
+			switch {
+			case mode.IsRegular():
+				if !utf8.ValidString(relName) {
+					skip(relName, "name is not valid UTF-8 (cannot be carried in a job)")
+					return nil
+				}
 				return fn(relName, full)
+			case !mode.IsDir():
+				skip(relName, "not a regular file")
 			}
 			return nil
 		}
-		if isDir {
-			return walkDir(ctx, full, relName, segs[1:], fn)
+		if mode.IsDir() {
+			return walkDir(ctx, full, relName, segs[1:], fn, skip)
 		}
 		return nil
 	}
 	if !hasMeta(seg) {
-		// A literal segment: one stat, no directory listing.
-		st, err := os.Stat(filepath.Join(dir, seg))
+		// A literal segment: one lstat, no directory listing.
+		st, err := os.Lstat(filepath.Join(dir, seg))
 		if err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
 				return nil
 			}
 			return err
 		}
-		return visit(seg, st.IsDir(), st.Mode().IsRegular())
+		return visit(seg, st.Mode())
 	}
 	f, err := os.Open(dir)
 	if err != nil {
@@ -109,15 +135,8 @@ func walkDir(ctx context.Context, dir, rel string, segs []string, fn func(tenant
 			if !ok {
 				continue
 			}
-			isDir, isFile := e.IsDir(), e.Type().IsRegular()
-			if e.Type()&fs.ModeSymlink != 0 {
-				st, serr := os.Stat(filepath.Join(dir, e.Name()))
-				if serr != nil {
-					continue // dangling link
-				}
-				isDir, isFile = st.IsDir(), st.Mode().IsRegular()
-			}
-			if verr := visit(e.Name(), isDir, isFile); verr != nil {
+			// e.Type() is the entry's own type (lstat): a symlink stays one.
+			if verr := visit(e.Name(), e.Type()); verr != nil {
 				return verr
 			}
 		}

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"sort"
+	"strings"
 	"testing"
 )
 
@@ -114,5 +115,54 @@ func TestWalkStreamsAndStops(t *testing.T) {
 	}
 	if got := walkAll(t, root, "*/app.db"); len(got) != n {
 		t.Fatalf("%d tenants, want %d", len(got), n)
+	}
+}
+
+// Planted symlinks are never followed, wherever they point (outside the
+// root or inside it), and each one matching the pattern is reported.
+func TestWalkNeverFollowsSymlinks(t *testing.T) {
+	root, outside := t.TempDir(), t.TempDir()
+	touch(t, root, "a/app.db", "b/app.db")
+	touch(t, outside, "x/app.db", "victim.db")
+	for _, l := range []struct{ target, at string }{
+		{filepath.Join(outside, "x"), "evildir"},            // a tenant directory linked outside
+		{filepath.Join(outside, "victim.db"), "a/other.db"}, // a tenant file linked outside
+		{filepath.Join(root, "b"), "alias"},                 // a directory linked inside the root
+		{filepath.Join(root, "a", "app.db"), "b/alias.db"},  // a file linked inside the root
+		{"nowhere", "c.db"},                                 // dangling, not matching */*.db
+	} {
+		if err := os.Symlink(l.target, filepath.Join(root, filepath.FromSlash(l.at))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got []string
+	skipped := map[string]string{}
+	err := WalkSkipping(context.Background(), root, "*/*.db", func(tenant, path string) error {
+		got = append(got, tenant)
+		return nil
+	}, func(tenant, reason string) { skipped[tenant] = reason })
+	if err != nil {
+		t.Fatal(err)
+	}
+	sort.Strings(got)
+	if !reflect.DeepEqual(got, []string{"a/app.db", "b/app.db"}) {
+		t.Fatalf("walk published %v", got)
+	}
+	want := []string{"a/other.db", "alias", "b/alias.db", "c.db", "evildir"}
+	var gotSkipped []string
+	for k, reason := range skipped {
+		gotSkipped = append(gotSkipped, k)
+		if !strings.Contains(reason, "symlink") {
+			t.Errorf("%s skipped for %q", k, reason)
+		}
+	}
+	sort.Strings(gotSkipped)
+	if !reflect.DeepEqual(gotSkipped, want) {
+		t.Fatalf("skipped %v, want %v", gotSkipped, want)
+	}
+	// A literal pattern segment is not followed either.
+	got = nil
+	if err := Walk(context.Background(), root, "evildir/app.db", func(tenant, _ string) error { got = append(got, tenant); return nil }); err != nil || got != nil {
+		t.Fatalf("literal segment through a symlink: %v %v", got, err)
 	}
 }

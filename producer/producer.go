@@ -74,6 +74,11 @@ type Stats struct {
 	Current    int // found at head and reported current by the producer itself
 	Skipped    int // at head, not published (OnlyBehind)
 	Found      int // DB files the walk matched
+	// Ignored counts entries matching the pattern that the walk refused:
+	// symlinks (never followed below the root) and files that are not
+	// regular; IgnoredSample names the first few ("tenant: reason").
+	Ignored       int
+	IgnoredSample []string
 	Started    time.Time
 	Finished   time.Time
 }
@@ -150,7 +155,7 @@ func DefaultWorker() string {
 // messages; failed publishes are retried with the same Nats-Msg-Id, so a
 // server restart loses and duplicates nothing.
 func Produce(ctx context.Context, js jetstream.JetStream, o Options) (*Stats, error) {
-	if err := fleet.ValidName("run id", o.RunID); err != nil {
+	if err := fleet.ValidRunID(o.RunID); err != nil {
 		return nil, err
 	}
 	if o.Pattern == "" {
@@ -206,13 +211,19 @@ func Produce(ctx context.Context, js jetstream.JetStream, o Options) (*Stats, er
 	found := 0
 	go func() {
 		defer close(cands)
-		walkErr = fleet.Walk(wctx, o.Root, o.Pattern, func(tenant, path string) error {
+		walkErr = fleet.WalkSkipping(wctx, o.Root, o.Pattern, func(tenant, path string) error {
 			found++
 			select {
 			case cands <- cand{tenant, path}:
 				return nil
 			case <-wctx.Done():
 				return wctx.Err()
+			}
+		}, func(tenant, reason string) {
+			st.Ignored++
+			if len(st.IgnoredSample) < 5 {
+				st.IgnoredSample = append(st.IgnoredSample, fleet.Shorten(tenant, 200)+": "+reason)
+				log.Warn("not published", zap.String("entry", fleet.Shorten(tenant, 200)), zap.String("reason", reason))
 			}
 		})
 	}()
@@ -331,6 +342,10 @@ func Produce(ctx context.Context, js jetstream.JetStream, o Options) (*Stats, er
 	man.Complete, man.Total, man.Skipped, man.FinishedAt = true, st.Expected(), skipped, &st.Finished
 	if err := publishManifest(ctx, js, o.Names, man); err != nil {
 		return st, err
+	}
+	if st.Ignored > 0 {
+		log.Warn("entries matching the pattern were not published (symlinks below the root are never followed; only regular files are tenants)",
+			zap.Int("count", st.Ignored), zap.Strings("first", st.IgnoredSample))
 	}
 	log.Info("jobs published", zap.Int("jobs", st.Jobs), zap.Int("new", st.Published),
 		zap.Int("duplicates", st.Duplicates), zap.Int("current_at_head", st.Current), zap.Int("skipped_at_head", skipped))
@@ -475,8 +490,11 @@ func Enqueue(ctx context.Context, js jetstream.JetStream, names fleet.Names, nod
 	if err := fleet.ValidName("node", node); err != nil {
 		return err
 	}
-	if err := fleet.ValidName("run id", job.RunID); err != nil {
+	if err := fleet.ValidRunID(job.RunID); err != nil {
 		return err
+	}
+	if err := fleet.CheckTenant(job.Tenant); err != nil {
+		return fmt.Errorf("tenant %q: %w", fleet.Shorten(job.Tenant, 200), err)
 	}
 	job.Priority = fleet.PriorityHigh
 	if job.RequestedAt.IsZero() {

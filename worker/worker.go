@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -34,6 +35,10 @@ type Migrator interface {
 // Options configure a worker.
 type Options struct {
 	Engine Migrator
+	// Root is the tenant root (required): a job's tenant is resolved
+	// beneath it (fleet.ResolveTenant) and a job whose DB is not a regular
+	// file beneath it, reached through no symlink, is rejected.
+	Root string
 	// Node selects the consumers (jobs on shoal.jobs.<node>[.high]).
 	Node string
 	// Concurrency is how many DBs are migrated at once (default 4).
@@ -63,6 +68,9 @@ type Options struct {
 	// afterMigrate is a test hook run between the migration and the
 	// publication of its result.
 	afterMigrate func(ctx context.Context, job fleet.Job, attempt int)
+	// beforeMigrate is a test hook run after the job's DB was resolved,
+	// before the engine opens it.
+	beforeMigrate func(path string)
 }
 
 // Worker is a running worker. Create with New, run with Run.
@@ -84,6 +92,19 @@ func New(nc *nats.Conn, js jetstream.JetStream, o Options) (*Worker, error) {
 	if o.Engine == nil {
 		return nil, errors.New("worker: no engine")
 	}
+	if o.Root == "" {
+		return nil, errors.New("worker: no tenant root (--root or SHOAL_ROOT): jobs name their tenant relative to it")
+	}
+	root, err := filepath.Abs(o.Root)
+	if err != nil {
+		return nil, fmt.Errorf("worker: tenant root %s: %w", o.Root, err)
+	}
+	if st, err := os.Stat(root); err != nil {
+		return nil, fmt.Errorf("worker: tenant root %s: %w", o.Root, err)
+	} else if !st.IsDir() {
+		return nil, fmt.Errorf("worker: tenant root %s is not a directory", o.Root)
+	}
+	o.Root = root
 	if o.Node == "" {
 		o.Node = fleet.DefaultNode
 	}
@@ -295,9 +316,35 @@ func (w *Worker) pull(c jetstream.Consumer, n int, wait time.Duration, dispatch 
 	return got, nil
 }
 
-// handle runs one job: migrate, publish the result, then ack (or nak with
-// backoff, or term). migrated is called once the engine is done with the
-// DB, before the result is published (not for jobs given back or retried).
+// ErrTargetBeyondHead: a job targets a version beyond this worker's
+// migrations. Retrying cannot help (the job fails at attempt 1).
+var ErrTargetBeyondHead = errors.New("job targets a version beyond this worker's migrations")
+
+// TargetError is ErrTargetBeyondHead with the versions.
+type TargetError struct{ Target, Head int64 }
+
+func (e *TargetError) Error() string {
+	return fmt.Sprintf("%v: the job targets version %d but this worker's migrations end at %d (deploy the new migrations to the workers, then run again)",
+		ErrTargetBeyondHead, e.Target, e.Head)
+}
+
+func (e *TargetError) Unwrap() error { return ErrTargetBeyondHead }
+
+// ErrTenantMoved: after the run, the tenant's path no longer resolves to
+// the file it resolved to before (a symlink or another file was swapped in
+// during the run). Not retried.
+var ErrTenantMoved = errors.New("the tenant's path changed during the run")
+
+// final reports whether err ends a job at once: retrying cannot help.
+func final(err error) bool {
+	return engine.IsRefusal(err) || errors.Is(err, engine.ErrNotFound) || errors.Is(err, fleet.ErrRejected) ||
+		errors.Is(err, ErrTargetBeyondHead) || errors.Is(err, ErrTenantMoved)
+}
+
+// handle runs one job: validate it, resolve its DB beneath the root,
+// migrate, publish the result, then ack (or nak with backoff, or term).
+// migrated is called once the engine is done with the DB, before the result
+// is published (not for jobs given back or retried).
 func (w *Worker) handle(ctx context.Context, msg jetstream.Msg, migrated func()) {
 	start := time.Now()
 	attempt := 1
@@ -306,16 +353,15 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg, migrated func())
 		attempt = int(md.NumDelivered)
 		seq = md.Sequence.Stream
 	}
-	var job fleet.Job
-	if err := json.Unmarshal(msg.Data(), &job); err != nil || job.RunID == "" || job.Path == "" {
-		w.log.Error("invalid job message, terminating it", zap.String("subject", msg.Subject()), zap.ByteString("data", msg.Data()), zap.Error(err))
-		_ = msg.Term()
-		return
+	job, err := fleet.ParseJob(msg.Data())
+	name := job.Tenant
+	if name == "" {
+		name = job.Path // a job published by hand with a path only
 	}
-	if job.Tenant == "" {
-		job.Tenant = job.Path
+	if name == "" {
+		name = fmt.Sprintf("(job #%d)", seq) // a message that names no tenant at all
 	}
-	log := w.log.With(zap.String("run_id", job.RunID), zap.String("tenant", job.Tenant), zap.Int("attempt", attempt))
+	log := w.log.With(zap.String("run_id", job.RunID), zap.String("tenant", name), zap.Int("attempt", attempt))
 	w.Metrics.inFlight.Add(1)
 	defer w.Metrics.inFlight.Add(-1)
 	if attempt > 1 {
@@ -344,30 +390,29 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg, migrated func())
 		}
 	}()
 
-	log.Debug("migrating", zap.String("path", job.Path))
-	res, err := w.migrate(ctx, job)
-	if ctx.Err() != nil && err != nil {
-		// Shutting down past the deadline: the engine rolled back; give the
-		// job back at once, with no result (the delivery still counts
-		// towards max deliver).
-		log.Warn("job cancelled by shutdown, giving it back", zap.Error(err))
-		_ = msg.Nak()
-		w.Metrics.observe("cancelled", time.Since(start))
-		return
-	}
-	if w.o.afterMigrate != nil {
-		w.o.afterMigrate(ctx, job, attempt)
+	var res *engine.Result
+	var resolved fleet.Resolved
+	if err == nil {
+		res, resolved, err = w.run(ctx, job, log)
+		if ctx.Err() != nil && err != nil && !final(err) {
+			// Shutting down past the deadline: the engine rolled back; give
+			// the job back at once, with no result (the delivery still
+			// counts towards max deliver).
+			log.Warn("job cancelled by shutdown, giving it back", zap.Error(err))
+			_ = msg.Nak()
+			w.Metrics.observe("cancelled", time.Since(start))
+			return
+		}
+		if w.o.afterMigrate != nil {
+			w.o.afterMigrate(ctx, job, attempt)
+		}
 	}
 	r := w.result(job, res, err, attempt, start)
-	final := true
-	switch {
-	case err == nil:
-	case engine.IsRefusal(err) || errors.Is(err, engine.ErrNotFound):
-		// Retrying cannot help: report and drop the job now.
-	case int64(attempt) < w.maxDeliver(ctx, msg):
-		final = false
+	r.Tenant = name
+	if resolved.Path != "" {
+		r.Path = resolved.Path // the file this worker resolved (the job's path is the producer's view)
 	}
-	if !final {
+	if err != nil && !final(err) && int64(attempt) < w.maxDeliver(ctx, msg) {
 		stopHB()
 		delay := w.backoff(attempt)
 		log.Warn("migration failed, will retry", zap.Error(err), zap.Duration("retry_in", delay), zap.Int64("max_deliver", w.maxDel.Load()))
@@ -380,21 +425,20 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg, migrated func())
 	pctx, pcancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer pcancel()
 	if err := w.publish(pctx, r, seq); err != nil {
-		// Not acked: redelivered after the ack wait and handled again (the
-		// engine makes the second run a no-op).
-		log.Error("cannot publish result, leaving the job for redelivery", zap.Error(err))
-		return
-	}
-	if fleet.AtHead(r.Outcome) {
-		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		if aerr := msg.DoubleAck(actx); aerr != nil {
-			log.Warn("ack not confirmed; the job may be redelivered and found current", zap.Error(aerr))
+		if !errors.Is(err, errUnpublishable) {
+			// Not acked: redelivered after the ack wait and handled again
+			// (the engine makes the second run a no-op).
+			log.Error("cannot publish result, leaving the job for redelivery", zap.Error(err))
+			return
 		}
-		cancel()
-	} else {
-		// A refusal, a vanished file or the last failed attempt: remove
-		// the job from the work queue now.
-		_ = msg.Term()
+		// Redelivery would only fail the same way: drop the job.
+		log.Error("result cannot be published, terminating the job", zap.Error(err))
+	}
+	// Remove the job from the work queue, confirmed by the server (an ack
+	// for a DB at head, a term for everything else), so that no job of a
+	// finished run is left in the stream, even across a server restart.
+	if serr := w.settle(pctx, msg, seq, fleet.AtHead(r.Outcome)); serr != nil {
+		log.Warn("ack/term not confirmed; the job may be redelivered and handled again as a no-op", zap.Error(serr))
 	}
 	w.Metrics.observe(r.Outcome, time.Since(start))
 	fields := []zap.Field{zap.String("outcome", r.Outcome), zap.Int64("duration_ms", r.DurationMs), zap.Int("applied", len(r.Applied))}
@@ -405,17 +449,51 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg, migrated func())
 	}
 }
 
-func (w *Worker) migrate(ctx context.Context, job fleet.Job) (res *engine.Result, err error) {
+// run resolves the job's DB beneath the root and migrates it. A rejected
+// or missing tenant never reaches the engine.
+func (w *Worker) run(ctx context.Context, job fleet.Job, log *zap.Logger) (*engine.Result, fleet.Resolved, error) {
+	rel := job.Tenant
+	if rel == "" {
+		var err error
+		if rel, err = fleet.TenantFromPath(w.o.Root, job.Path); err != nil {
+			return nil, fleet.Resolved{}, err
+		}
+	}
+	before, err := fleet.ResolveTenant(w.o.Root, rel)
+	if err != nil {
+		return nil, fleet.Resolved{}, err
+	}
+	if head := w.o.Engine.Head(); job.Target > head {
+		return nil, before, &TargetError{Target: job.Target, Head: head}
+	}
+	if w.o.beforeMigrate != nil {
+		w.o.beforeMigrate(before.Path)
+	}
+	log.Debug("migrating", zap.String("path", before.Path))
+	res, err := w.migrate(ctx, job, before.Path)
+	// The engine opened the DB by its path: check that the path still
+	// leads, through no symlink, to the file resolved before.
+	after, aerr := fleet.ResolveTenant(w.o.Root, rel)
+	if aerr != nil || !after.Same(before) {
+		detail := "it no longer resolves to the same regular file"
+		if aerr != nil {
+			detail = aerr.Error()
+		}
+		merr := fmt.Errorf("%w: %s: %s; the run may have written elsewhere, check the tenant's directory for a planted symlink (migration: %v)",
+			ErrTenantMoved, before.Path, detail, err)
+		return res, before, merr
+	}
+	return res, before, err
+}
+
+func (w *Worker) migrate(ctx context.Context, job fleet.Job, path string) (res *engine.Result, err error) {
 	defer func() {
 		if p := recover(); p != nil {
-			err = fmt.Errorf("worker panic while migrating %s: %v", job.Path, p)
+			err = fmt.Errorf("worker panic while migrating %s: %v", path, p)
 		}
 	}()
 	mo := engine.MigrateOptions{MustExist: true}
 	head := w.o.Engine.Head()
-	if job.Target > head {
-		return nil, fmt.Errorf("job targets version %d but this worker's migrations end at %d: deploy the new migrations to the workers", job.Target, head)
-	}
 	if job.Target > 0 && job.Target < head {
 		mo.To = job.Target
 	}
@@ -423,7 +501,7 @@ func (w *Worker) migrate(ctx context.Context, job fleet.Job) (res *engine.Result
 		b := w.o.Backup
 		mo.Backup = &b
 	}
-	res, err = w.o.Engine.Migrate(ctx, job.Path, mo)
+	res, err = w.o.Engine.Migrate(ctx, path, mo)
 	if err != nil || !w.o.Verify {
 		return res, err
 	}
@@ -431,15 +509,68 @@ func (w *Worker) migrate(ctx context.Context, job fleet.Job) (res *engine.Result
 	if !ok {
 		return res, errors.New("worker: --verify needs an engine that can check drift")
 	}
-	diffs, err := v.Drift(ctx, job.Path)
+	diffs, err := v.Drift(ctx, path)
 	if err != nil {
 		return res, err
 	}
 	if len(diffs) > 0 {
-		return res, &engine.DBError{Path: job.Path, Kind: engine.ErrDrifted, Detail: engine.DescribeDiffs(diffs),
-			Hint: "run `shoal diff --db " + job.Path + "` and repair the DB or restore it from a backup"}
+		return res, &engine.DBError{Path: path, Kind: engine.ErrDrifted, Detail: engine.DescribeDiffs(diffs),
+			Hint: "run `shoal diff --db " + path + "` and repair the DB or restore it from a backup"}
 	}
 	return res, nil
+}
+
+// settle removes a finished job from the work queue and waits for the
+// server to confirm it: DoubleAck for a DB at head, a +TERM request for
+// the rest (a term is an ack that also says "not redelivered"). Retried
+// through reconnects until ctx ends; a job the stream no longer holds is
+// settled.
+func (w *Worker) settle(ctx context.Context, msg jetstream.Msg, seq uint64, ack bool) error {
+	backoff := 100 * time.Millisecond
+	for {
+		actx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		var err error
+		if ack {
+			err = msg.DoubleAck(actx)
+			if errors.Is(err, jetstream.ErrMsgAlreadyAckd) {
+				err = nil
+			}
+		} else {
+			_, err = w.nc.RequestWithContext(actx, msg.Reply(), []byte("+TERM"))
+		}
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if seq > 0 && w.gone(ctx, msg, seq) {
+			return nil
+		}
+		if ctx.Err() != nil || w.nc.IsClosed() {
+			return err
+		}
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+			return err
+		}
+		backoff = min(2*backoff, 2*time.Second)
+	}
+}
+
+// gone reports whether the jobs stream no longer holds message seq.
+func (w *Worker) gone(ctx context.Context, msg jetstream.Msg, seq uint64) bool {
+	md, err := msg.Metadata()
+	if err != nil {
+		return false
+	}
+	gctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	st, err := w.js.Stream(gctx, md.Stream)
+	if err != nil {
+		return false
+	}
+	_, err = st.GetMsg(gctx, seq)
+	return errors.Is(err, jetstream.ErrMsgNotFound)
 }
 
 // maxDeliver is the max deliver of the consumer msg came from, as the server
@@ -471,25 +602,59 @@ func (w *Worker) backoff(attempt int) time.Duration {
 	return min(d, w.o.MaxBackoff)
 }
 
-// publish stores the result, retrying through reconnects until ctx ends.
-// The message id makes retries of the same attempt idempotent.
+// errUnpublishable: the server refuses the result for good (too large
+// even cut down): retrying or redelivering cannot help.
+var errUnpublishable = errors.New("result cannot be published")
+
+// publish stores the result on its run's subject (results of jobs whose run
+// id is unusable on <results>._rejected), retrying through reconnects until
+// ctx ends. The message id makes retries of the same attempt idempotent. A
+// result the server refuses as too large is cut down (error text, applied
+// list) and published at once; if even that is refused, errUnpublishable.
 func (w *Worker) publish(ctx context.Context, r fleet.Result, seq uint64) error {
-	data, err := json.Marshal(r)
-	if err != nil {
-		return err
+	runID := r.RunID
+	if fleet.ValidRunID(runID) != nil {
+		runID = fleet.RejectedRunID
 	}
-	id := fmt.Sprintf("%s:%s:%d:%d", r.RunID, r.Tenant, seq, r.Attempt)
-	subj := w.o.Settings.ResultSubject(r.RunID)
+	id := fmt.Sprintf("%s:%s:%d:%d", runID, fleet.Shorten(r.Tenant, 512), seq, r.Attempt)
+	subj := w.o.Settings.ResultSubject(runID)
+	r = fleet.BoundResult(r, fleet.MaxResultErrorBytes)
+	shrunk := false
 	backoff := 100 * time.Millisecond
 	for {
+		data, err := json.Marshal(r)
+		if err != nil {
+			return err
+		}
 		msg := nats.NewMsg(subj)
 		msg.Data = data
 		msg.Header.Set(jetstream.MsgIDHeader, id)
 		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		_, err := w.js.PublishMsg(pctx, msg)
+		_, err = w.js.PublishMsg(pctx, msg)
 		cancel()
 		if err == nil {
 			return nil
+		}
+		var apiErr *jetstream.APIError
+		if errors.Is(err, nats.ErrMaxPayload) || errors.As(err, &apiErr) && apiErr.Code != 503 {
+			if shrunk {
+				return fmt.Errorf("%w: %v", errUnpublishable, err)
+			}
+			// Too large (or refused): publish a cut-down result now rather
+			// than hold the job until the ack wait.
+			shrunk = true
+			r = fleet.BoundResult(r, 1024)
+			if len(r.Applied) > 100 {
+				r.Applied = r.Applied[len(r.Applied)-100:]
+			}
+			note := fmt.Sprintf("(result cut down: the server refused it: %v)", err)
+			if r.Error == nil {
+				r.Error = &note
+			} else {
+				e := *r.Error + " " + note
+				r.Error = &e
+			}
+			continue
 		}
 		if ctx.Err() != nil || w.nc.IsClosed() {
 			return fmt.Errorf("publish result: %w", err)
@@ -551,13 +716,17 @@ func (w *Worker) reap(m *nats.Msg) {
 	if err != nil {
 		return // already gone: acked or termed by a live worker
 	}
-	var job fleet.Job
-	if json.Unmarshal(raw.Data, &job) != nil || job.RunID == "" {
-		_ = st.DeleteMsg(ctx, adv.StreamSeq)
-		return
-	}
+	job, perr := fleet.ParseJob(raw.Data)
 	msg := fmt.Sprintf("gave up after %d deliveries: every attempt timed out (worker died or exceeded the ack wait without heartbeats)", adv.Deliveries)
-	r := fleet.Result{RunID: job.RunID, JobID: job.JobID, Tenant: job.Tenant, Path: job.Path, Outcome: engine.OutcomeFailed,
+	outcome := engine.OutcomeFailed
+	if perr != nil {
+		msg, outcome = perr.Error(), fleet.OutcomeRejected
+	}
+	tenant := job.Tenant
+	if tenant == "" {
+		tenant = job.Path
+	}
+	r := fleet.Result{RunID: job.RunID, JobID: job.JobID, Tenant: tenant, Path: job.Path, Outcome: outcome,
 		Applied: []engine.Applied{}, Error: &msg, Attempt: adv.Deliveries, Worker: w.o.Name, At: time.Now().UTC()}
 	if err := w.publish(ctx, r, adv.StreamSeq); err != nil {
 		w.log.Error("cannot publish the final result of an abandoned job", zap.String("tenant", job.Tenant), zap.Error(err))

@@ -49,7 +49,7 @@ type running struct {
 func (v *env) worker(name string, conc int, tweak func(o *Options, nc *nats.Conn)) *running {
 	v.t.Helper()
 	nc, js := fleettest.Connect(v.t, v.url)
-	o := Options{Engine: v.e, Concurrency: conc, Name: name, Settings: v.set, Backoff: 50 * time.Millisecond,
+	o := Options{Engine: v.e, Root: v.root, Concurrency: conc, Name: name, Settings: v.set, Backoff: 50 * time.Millisecond,
 		NoBackup: true, PollWait: 200 * time.Millisecond, ShutdownTimeout: 10 * time.Second}
 	if tweak != nil {
 		tweak(&o, nc)

@@ -96,7 +96,7 @@ func TestFleetUsageErrors(t *testing.T) {
 			t.Errorf("%v: exit %d, want 2 (%s)", args, o.code, o.stderr)
 		}
 	}
-	o := shoal(t, dir, nil, "work", "--nats", "nats://127.0.0.1:1")
+	o := shoal(t, dir, nil, "work", "--root", dir, "--nats", "nats://127.0.0.1:1")
 	if o.code != 1 || !strings.Contains(o.stderr, "cannot connect to NATS") {
 		t.Fatalf("no server: %+v", o)
 	}
@@ -136,7 +136,7 @@ func TestFleetDistributedCLI(t *testing.T) {
 		t.Fatalf("nats setup again: %+v", o)
 	}
 	port := fleettest.FreePort(t)
-	work := exec.Command(shoalBin, "work", "--concurrency", "2", "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--name", "cli-worker")
+	work := exec.Command(shoalBin, "work", "--root", root, "--concurrency", "2", "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--name", "cli-worker")
 	work.Dir = dir
 	work.Env = append(work.Environ(), env...)
 	var werr bytes.Buffer

@@ -21,7 +21,8 @@ func enqueueCommand() *cli.Command {
 		Name:  "enqueue",
 		Usage: "migrate one tenant DB now: a high-priority job taken before bulk work",
 		Description: "Publishes one job on shoal.jobs.<node>.high; workers take these before bulk jobs.\n" +
-			"The tenant id is the path relative to --root when given, else the path. --wait prints\n" +
+			"--root is required: the tenant id is --db relative to it, and --db must be a regular file\n" +
+			"beneath it reached through no symlink (workers check the same). --wait prints\n" +
 			"the tenant's result and exits 0 for migrated/current, 1 otherwise.\n\n" +
 			"Example: shoal enqueue --root /srv/tenants --db /srv/tenants/acme/app.db --wait",
 		Flags: append([]cli.Flag{
@@ -44,17 +45,27 @@ func enqueueAction(c *cli.Context) error {
 	if err := checkSettings(c); err != nil {
 		return err
 	}
-	tenant := db
-	if root := c.String("root"); root != "" {
-		rel, err := filepath.Rel(root, db)
-		if err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
-			return usageError("--db %s is not under --root %s", db, root)
-		}
-		tenant = filepath.ToSlash(rel)
+	// The job names the tenant relative to the root, as every job does;
+	// the workers resolve it beneath their own --root. The same rule is
+	// checked here first, so a job that workers would reject is never sent.
+	root := c.String("root")
+	if root == "" {
+		return usageError("missing --root (or SHOAL_ROOT): the tenant root; --db must be a file beneath it (jobs name tenants relative to it)")
+	}
+	absRoot, err := filepath.Abs(root)
+	if err != nil {
+		return usageError("--root %s: %v", root, err)
 	}
 	abs := db
 	if a, err := filepath.Abs(db); err == nil {
 		abs = a
+	}
+	tenant, err := fleet.TenantFromPath(absRoot, abs)
+	if err != nil {
+		return usageError("--db %s is not beneath --root %s: a tenant is a path relative to the root", db, root)
+	}
+	if _, err := fleet.ResolveTenant(absRoot, tenant); err != nil {
+		return failure(err, "cannot enqueue %s: %v", tenant, err)
 	}
 	runID := c.String("run-id")
 	if runID == "" {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -41,10 +42,13 @@ func workCommand() *cli.Command {
 		Description: "Takes jobs of --node (on-demand jobs from `shoal enqueue` first), backs up each DB when\n" +
 			"something is pending, migrates it, publishes the result on shoal.results.<run_id>, then\n" +
 			"acks. Failed jobs are retried with backoff up to --max-deliver attempts; refusals are\n" +
-			"reported at once. SIGTERM/SIGINT: stop pulling, finish in-flight jobs, exit 0.\n\n" +
-			"Example: shoal work --concurrency 8 --backup-dir /backups --backup-root /srv/tenants --listen :9090",
+			"reported at once. SIGTERM/SIGINT: stop pulling, finish in-flight jobs, exit 0.\n" +
+			"--root (required) confines the worker: a job names its tenant relative to it, and a job\n" +
+			"whose DB is not a regular file beneath it, reached through no symlink, ends `rejected`\n" +
+			"without anything being opened, created or changed.\n\n" +
+			"Example: shoal work --root /srv/tenants --concurrency 8 --backup-dir /backups --backup-root /srv/tenants --listen :9090",
 		Flags: append(append(append([]cli.Flag{
-			dirFlag(), natsFlag(), nodeFlag(), busyTimeoutFlag(), scriptTimeoutFlag(),
+			workRootFlag(), dirFlag(), natsFlag(), nodeFlag(), busyTimeoutFlag(), scriptTimeoutFlag(),
 			&cli.IntFlag{Name: "concurrency", Value: 4, Usage: "DBs migrated at once"},
 			&cli.StringFlag{Name: "name", Usage: "worker name in results (default hostname:pid)", EnvVars: []string{"SHOAL_WORKER_NAME"}},
 			&cli.DurationFlag{Name: "backoff", Value: 5 * time.Second, Usage: "delay before retrying a failed job; doubles per attempt (max 5m)"},
@@ -55,9 +59,24 @@ func workCommand() *cli.Command {
 	}
 }
 
+// workRootFlag is --root for `shoal work`: required (jobs are confined to it).
+func workRootFlag() cli.Flag {
+	return &cli.StringFlag{Name: "root", Usage: "tenant root (required): jobs name tenants relative to it and are confined to it", EnvVars: []string{"SHOAL_ROOT"}}
+}
+
 func workAction(c *cli.Context) error {
+	root := c.String("root")
+	if root == "" {
+		return usageError("missing --root (or SHOAL_ROOT): the directory holding the tenant DBs; a worker only migrates files beneath it (e.g. shoal work --root /srv/tenants)")
+	}
 	if err := checkSettings(c); err != nil {
 		return err
+	}
+	if st, err := os.Stat(root); err != nil || !st.IsDir() {
+		if err == nil {
+			err = errors.New("not a directory")
+		}
+		return failure(err, "--root %s: %v (the tenant root must be an existing directory)", root, err)
 	}
 	if c.Int("concurrency") < 1 {
 		return usageError("--concurrency must be 1 or more")
@@ -85,7 +104,7 @@ func workAction(c *cli.Context) error {
 	}
 	defer nc.Close()
 	w, err := worker.New(nc, js, worker.Options{
-		Engine: e, Node: c.String("node"), Concurrency: c.Int("concurrency"), Name: c.String("name"),
+		Engine: e, Root: root, Node: c.String("node"), Concurrency: c.Int("concurrency"), Name: c.String("name"),
 		Settings: settings(c), Backoff: c.Duration("backoff"), Backup: backupOptions(c), NoBackup: c.Bool("no-backup"), Verify: c.Bool("verify"),
 		ShutdownTimeout: c.Duration("shutdown-timeout"), Logger: log,
 	})

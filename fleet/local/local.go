@@ -116,7 +116,7 @@ func Run(ctx context.Context, o Options) (*fleet.Report, error) {
 			return nil, err
 		}
 		w, err := worker.New(wnc, wjs, worker.Options{
-			Engine: o.Engine, Concurrency: 1, Name: fmt.Sprintf("run-worker-%d", i+1), Settings: o.Settings,
+			Engine: o.Engine, Root: o.Root, Concurrency: 1, Name: fmt.Sprintf("run-worker-%d", i+1), Settings: o.Settings,
 			Backoff: o.Backoff, Backup: o.Backup, NoBackup: o.NoBackup, Verify: o.Verify, Logger: log, PollWait: 250 * time.Millisecond,
 		})
 		if err != nil {
