@@ -79,8 +79,8 @@ type Stats struct {
 	// regular; IgnoredSample names the first few ("tenant: reason").
 	Ignored       int
 	IgnoredSample []string
-	Started    time.Time
-	Finished   time.Time
+	Started       time.Time
+	Finished      time.Time
 }
 
 // Expected is how many results the pass waits for: one per job and one
