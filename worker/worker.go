@@ -63,7 +63,11 @@ type Options struct {
 	// PollWait is how long one pull for bulk jobs waits when the queue is
 	// empty (default 1s); high-priority jobs are checked between pulls.
 	PollWait time.Duration
-	Logger   *zap.Logger
+	// SweepEvery is how often an idle worker looks for job messages its
+	// consumers already acked but the stream still holds (Sweep; default
+	// 30s).
+	SweepEvery time.Duration
+	Logger     *zap.Logger
 
 	// afterMigrate is a test hook run between the migration and the
 	// publication of its result.
@@ -129,6 +133,9 @@ func New(nc *nats.Conn, js jetstream.JetStream, o Options) (*Worker, error) {
 	}
 	if o.PollWait <= 0 {
 		o.PollWait = time.Second
+	}
+	if o.SweepEvery <= 0 {
+		o.SweepEvery = 30 * time.Second
 	}
 	if o.Settings.AckWait <= 0 {
 		o.Settings.AckWait = fleet.DefaultAckWait
@@ -199,6 +206,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	publishSlots := make(chan struct{}, w.o.Concurrency)
 	var wg sync.WaitGroup
 	backoff := 100 * time.Millisecond
+	var lastSweep time.Time
 	for ctx.Err() == nil {
 		if !w.ready.Load() {
 			// A consumer was deleted: provision both again before
@@ -262,6 +270,14 @@ func (w *Worker) Run(ctx context.Context) error {
 		}
 		for range free - got {
 			<-slots
+		}
+		if err == nil && got == 0 && time.Since(lastSweep) >= w.o.SweepEvery && ctx.Err() == nil {
+			lastSweep = time.Now()
+			if n, serr := w.Sweep(ctx); serr != nil {
+				w.log.Debug("sweep failed", zap.Error(serr))
+			} else if n > 0 {
+				w.log.Warn("removed job messages already acked but still stored (left by a server crash)", zap.Int("count", n))
+			}
 		}
 		if err != nil {
 			if ctx.Err() != nil {
@@ -571,6 +587,122 @@ func (w *Worker) gone(ctx context.Context, msg jetstream.Msg, seq uint64) bool {
 	}
 	_, err = st.GetMsg(gctx, seq)
 	return errors.Is(err, jetstream.ErrMsgNotFound)
+}
+
+// Sweep removes the job messages of this node that its consumers are done
+// with (at or below their ack floor) but the jobs stream still holds. Two
+// cases: after a crash, nats-server 2.9 may restore a consumer's ack floor
+// without the deletes of the work-queue messages it acked (their results
+// exist: the message is deleted); and a job that reached max deliver while
+// no worker heard the server's advisory (no result: the final `failed`
+// result is published first, as the reaper does). Idle workers call it
+// every SweepEvery; it returns how many messages it removed.
+func (w *Worker) Sweep(ctx context.Context) (int, error) {
+	removed := 0
+	for _, c := range []jetstream.Consumer{w.high, w.bulk} {
+		if c == nil {
+			continue
+		}
+		sctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+		n, err := w.sweepConsumer(sctx, c)
+		cancel()
+		removed += n
+		if err != nil {
+			return removed, err
+		}
+	}
+	return removed, nil
+}
+
+// maxSweep bounds the messages one sweep handles.
+const maxSweep = 1000
+
+func (w *Worker) sweepConsumer(ctx context.Context, c jetstream.Consumer) (int, error) {
+	info, err := c.Info(ctx)
+	if err != nil {
+		return 0, err
+	}
+	floor, subj := info.AckFloor.Stream, info.Config.FilterSubject
+	if floor == 0 || subj == "" {
+		return 0, nil
+	}
+	st, err := w.js.Stream(ctx, info.Stream)
+	if err != nil {
+		return 0, err
+	}
+	first := st.CachedInfo().State.FirstSeq
+	if first == 0 || first > floor {
+		return 0, nil
+	}
+	type leftover struct {
+		seq uint64
+		job fleet.Job
+		bad error
+	}
+	var left []leftover
+	for seq := first; seq <= floor && len(left) < maxSweep; {
+		m, err := st.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subj))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			break
+		}
+		if err != nil {
+			return 0, err
+		}
+		if m.Sequence > floor {
+			break
+		}
+		job, perr := fleet.ParseJob(m.Data)
+		left = append(left, leftover{m.Sequence, job, perr})
+		seq = m.Sequence + 1
+	}
+	if len(left) == 0 {
+		return 0, nil
+	}
+	// Which tenants of those runs have a result already.
+	reported := map[string]*fleet.Tracker{}
+	for _, l := range left {
+		if l.bad != nil || reported[l.job.RunID] != nil {
+			continue
+		}
+		tr := fleet.NewTracker(l.job.RunID, time.Time{})
+		if err := fleet.Follow(ctx, w.js, w.o.Settings.Names, l.job.RunID, tr, fleet.FollowOptions{NoManifest: true}); err != nil {
+			return 0, err
+		}
+		reported[l.job.RunID] = tr
+	}
+	removed := 0
+	for _, l := range left {
+		tenant := l.job.Tenant
+		if tenant == "" {
+			tenant = l.job.Path
+		}
+		if l.bad != nil || !hasResult(reported[l.job.RunID], tenant) {
+			msg := "gave up: the job reached max deliver and no worker reported it (its last attempt timed out, or its result was lost in a server crash)"
+			outcome := engine.OutcomeFailed
+			if l.bad != nil {
+				msg, outcome = l.bad.Error(), fleet.OutcomeRejected
+			}
+			r := fleet.Result{RunID: l.job.RunID, Tenant: tenant, Path: l.job.Path, Outcome: outcome,
+				Applied: []engine.Applied{}, Error: &msg, Attempt: info.Config.MaxDeliver, Worker: w.o.Name, At: time.Now().UTC()}
+			if err := w.publish(ctx, r, l.seq); err != nil {
+				return removed, err
+			}
+		}
+		if err := st.DeleteMsg(ctx, l.seq); err == nil {
+			removed++
+		} else if !errors.Is(err, jetstream.ErrMsgNotFound) && !errors.Is(err, jetstream.ErrMsgDeleteUnsuccessful) {
+			return removed, err
+		}
+	}
+	return removed, nil
+}
+
+func hasResult(t *fleet.Tracker, tenant string) bool {
+	if t == nil {
+		return false
+	}
+	_, ok := t.Result(tenant)
+	return ok
 }
 
 // maxDeliver is the max deliver of the consumer msg came from, as the server

@@ -50,7 +50,7 @@ func (v *env) worker(name string, conc int, tweak func(o *Options, nc *nats.Conn
 	v.t.Helper()
 	nc, js := fleettest.Connect(v.t, v.url)
 	o := Options{Engine: v.e, Root: v.root, Concurrency: conc, Name: name, Settings: v.set, Backoff: 50 * time.Millisecond,
-		NoBackup: true, PollWait: 200 * time.Millisecond, ShutdownTimeout: 10 * time.Second}
+		NoBackup: true, PollWait: 200 * time.Millisecond, ShutdownTimeout: 10 * time.Second, SweepEvery: 200 * time.Millisecond}
 	if tweak != nil {
 		tweak(&o, nc)
 	}
@@ -103,7 +103,11 @@ func (v *env) wait(runID string, n int, within time.Duration) *fleet.Report {
 	v.t.Helper()
 	var rep *fleet.Report
 	fleettest.Eventually(v.t, within, "results of "+runID, func() bool {
-		rep = fleettest.Results(v.t, v.js, runID).Report(time.Now())
+		tr, err := fleettest.TryResults(v.js, runID)
+		if err != nil {
+			return false // the server restarting: read again
+		}
+		rep = tr.Report(time.Now())
 		return len(rep.Databases) >= n
 	})
 	return rep

@@ -247,13 +247,20 @@ func Eventually(t testing.TB, within time.Duration, what string, cond func() boo
 // Results reads every result stored for a run.
 func Results(t testing.TB, js jetstream.JetStream, runID string) *fleet.Tracker {
 	t.Helper()
-	tr := fleet.NewTracker(runID, time.Time{})
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := fleet.Follow(ctx, js, fleet.DefaultNames(), runID, tr, fleet.FollowOptions{}); err != nil {
+	tr, err := TryResults(js, runID)
+	if err != nil {
 		t.Fatal(err)
 	}
 	return tr
+}
+
+// TryResults is Results returning the error (e.g. while a server restarts).
+func TryResults(js jetstream.JetStream, runID string) (*fleet.Tracker, error) {
+	tr := fleet.NewTracker(runID, time.Time{})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := fleet.Follow(ctx, js, fleet.DefaultNames(), runID, tr, fleet.FollowOptions{})
+	return tr, err
 }
 
 // All reads every result message stored for a run (not merged by tenant).
@@ -273,13 +280,127 @@ func All(t testing.TB, js jetstream.JetStream, runID string) []fleet.Result {
 // JobsLeft is the number of messages in the jobs stream.
 func JobsLeft(t testing.TB, js jetstream.JetStream) uint64 {
 	t.Helper()
-	st, err := js.Stream(context.Background(), fleet.DefaultJobsStream)
+	n, err := TryJobsLeft(js)
 	if err != nil {
 		t.Fatal(err)
 	}
-	info, err := st.Info(context.Background())
+	return n
+}
+
+// TryJobsLeft is JobsLeft returning the error (e.g. while a server restarts).
+func TryJobsLeft(js jetstream.JetStream) (uint64, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	st, err := js.Stream(ctx, fleet.DefaultJobsStream)
 	if err != nil {
-		t.Fatal(err)
+		return 0, err
 	}
-	return info.State.Msgs
+	info, err := st.Info(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return info.State.Msgs, nil
+}
+
+// helperEnv makes a test binary run an embedded NATS server instead of its
+// tests (see ServeIfHelper, StartKillable): "STORE_DIR PORT".
+const helperEnv = "SHOAL_FLEETTEST_NATSD"
+
+// ServeIfHelper runs an embedded NATS server and never returns when the
+// test binary was started by StartKillable; call it first in TestMain.
+func ServeIfHelper() {
+	spec := os.Getenv(helperEnv)
+	if spec == "" {
+		return
+	}
+	var dir string
+	var port int
+	if _, err := fmt.Sscanf(spec, "%s %d", &dir, &port); err != nil {
+		fmt.Fprintln(os.Stderr, "bad", helperEnv, spec, err)
+		os.Exit(2)
+	}
+	if _, err := embedded.Start(embedded.Options{StoreDir: dir, Port: port}); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	select {}
+}
+
+// Killable is an embedded NATS server in a child process (the test binary
+// itself, see ServeIfHelper), so that it can be killed with SIGKILL like a
+// crashed server: nothing is flushed.
+type Killable struct {
+	URL   string
+	bin   string // a nats-server binary, or "" for the test binary
+	dir   string
+	port  int
+	cmd   *exec.Cmd
+	t     testing.TB
+	alive bool
+}
+
+// StartKillable starts a killable server on storeDir and a free port. The
+// calling package's TestMain must call ServeIfHelper.
+func StartKillable(t testing.TB, storeDir string) *Killable {
+	t.Helper()
+	k := &Killable{dir: storeDir, port: FreePort(t), t: t}
+	k.URL = fmt.Sprintf("nats://127.0.0.1:%d", k.port)
+	k.Restart()
+	t.Cleanup(k.Kill)
+	return k
+}
+
+// StartKillableBinary is StartKillable with the system's nats-server
+// binary (SystemBinary); the test is skipped when there is none.
+func StartKillableBinary(t testing.TB, storeDir string) *Killable {
+	t.Helper()
+	bin := SystemBinary()
+	if bin == "" {
+		t.Skip("no nats-server binary (/usr/sbin/nats-server or in PATH): install Debian's nats-server to run this test against it")
+	}
+	k := &Killable{bin: bin, dir: storeDir, port: FreePort(t), t: t}
+	k.URL = fmt.Sprintf("nats://127.0.0.1:%d", k.port)
+	k.Restart()
+	t.Cleanup(k.Kill)
+	return k
+}
+
+// Kill sends SIGKILL and waits for the process.
+func (k *Killable) Kill() {
+	if k.alive {
+		k.alive = false
+		k.cmd.Process.Kill()
+		k.cmd.Wait()
+	}
+}
+
+// Restart starts the server again on the same store and port.
+func (k *Killable) Restart() {
+	k.t.Helper()
+	k.Kill()
+	if k.bin != "" {
+		k.cmd = exec.Command(k.bin, "-js", "-a", "127.0.0.1", "-p", strconv.Itoa(k.port), "-sd", k.dir)
+	} else {
+		k.cmd = exec.Command(os.Args[0], "-test.run=^$")
+		k.cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s %d", helperEnv, k.dir, k.port))
+	}
+	if err := k.cmd.Start(); err != nil {
+		k.t.Fatal(err)
+	}
+	k.alive = true
+	Eventually(k.t, 20*time.Second, "the killable NATS server", func() bool {
+		nc, err := nats.Connect(k.URL)
+		if err != nil {
+			return false
+		}
+		defer nc.Close()
+		js, err := jetstream.New(nc)
+		if err != nil {
+			return false
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_, err = js.AccountInfo(ctx)
+		return err == nil
+	})
 }
