@@ -218,3 +218,42 @@ func readFile(t *testing.T, path string) []byte {
 	}
 	return data
 }
+
+// `shoal work` needs its tenant root; `enqueue` checks the same confinement
+// rule as the workers before publishing anything.
+func TestConfinementCLI(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	o := shoal(t, dir, nil, "work", "--nats", "nats://127.0.0.1:1")
+	if o.code != 2 || !strings.Contains(o.stderr, "missing --root (or SHOAL_ROOT)") {
+		t.Fatalf("work without --root: %+v", o)
+	}
+	if o := shoal(t, dir, nil, "work", "--root", filepath.Join(dir, "nope"), "--nats", "nats://127.0.0.1:1"); o.code != 1 || !strings.Contains(o.stderr, "--root") {
+		t.Fatalf("work with a missing root: %+v", o)
+	}
+	root, outside := filepath.Join(dir, "tenants"), t.TempDir()
+	fleettest.Fleet(t, fleettest.Engine(t), root, 1, nil)
+	os.WriteFile(filepath.Join(outside, "victim.db"), []byte("x"), 0o644)
+	os.Symlink(filepath.Join(outside, "victim.db"), filepath.Join(root, "t-000", "link.db"))
+	os.Symlink(outside, filepath.Join(root, "linkdir"))
+	env := []string{"SHOAL_NATS=nats://127.0.0.1:1"} // never reached
+	if o := shoal(t, dir, env, "enqueue", "--db", filepath.Join(root, "t-000", "app.db")); o.code != 2 || !strings.Contains(o.stderr, "--root") {
+		t.Fatalf("enqueue without --root: %+v", o)
+	}
+	for _, db := range []string{filepath.Join(outside, "victim.db"), filepath.Join(root, "..", filepath.Base(outside), "victim.db")} {
+		if o := shoal(t, dir, env, "enqueue", "--root", root, "--db", db); o.code != 2 || !strings.Contains(o.stderr, "not beneath --root") {
+			t.Fatalf("enqueue %s: %+v", db, o)
+		}
+	}
+	for _, db := range []string{filepath.Join(root, "t-000", "link.db"), filepath.Join(root, "linkdir", "victim.db")} {
+		if o := shoal(t, dir, env, "enqueue", "--root", root, "--db", db); o.code != 1 || !strings.Contains(o.stderr, "symlink") {
+			t.Fatalf("enqueue %s: %+v", db, o)
+		}
+	}
+	if o := shoal(t, dir, env, "enqueue", "--root", root, "--db", filepath.Join(root, "gone", "app.db")); o.code != 1 || !strings.Contains(o.stderr, "does not exist") {
+		t.Fatalf("enqueue of a missing tenant: %+v", o)
+	}
+	if b, _ := os.ReadFile(filepath.Join(outside, "victim.db")); string(b) != "x" {
+		t.Fatal("victim changed")
+	}
+}

@@ -156,3 +156,36 @@ func TestRunVerifyReportsDrift(t *testing.T) {
 		t.Fatalf("without --verify drift is not read: %+v %v", st, err)
 	}
 }
+
+// `shoal run` stays inside the root: a tenant directory and a tenant file
+// planted as symlinks to outside DBs are neither published nor migrated.
+func TestRunLocalStaysInsideRoot(t *testing.T) {
+	t.Parallel()
+	e := fleettest.Engine(t)
+	root, outside := t.TempDir(), t.TempDir()
+	fleettest.Fleet(t, e, root, 3, nil)
+	os.MkdirAll(filepath.Join(outside, "x"), 0o755)
+	if _, err := e.Migrate(context.Background(), filepath.Join(outside, "x", "app.db"), engine.MigrateOptions{To: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(outside, "x"), filepath.Join(root, "evildir")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(outside, "x", "app.db"), filepath.Join(root, "t-000", "evil.db")); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := os.ReadFile(filepath.Join(outside, "x", "app.db"))
+	entsBefore, _ := os.ReadDir(filepath.Join(outside, "x"))
+	rep, err := Run(context.Background(), Options{Engine: e, Root: root, Pattern: "*/*.db", Workers: 2, NoBackup: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Summary.Total != 3 || rep.Summary.Counts["migrated"] != 3 {
+		t.Fatalf("summary %+v: only the 3 real tenants", rep.Summary)
+	}
+	after, _ := os.ReadFile(filepath.Join(outside, "x", "app.db"))
+	ents, _ := os.ReadDir(filepath.Join(outside, "x"))
+	if string(before) != string(after) || len(ents) != len(entsBefore) {
+		t.Fatalf("the outside DB changed or got side files: %d entries", len(ents))
+	}
+}
