@@ -37,7 +37,7 @@ func newPassEnv(t *testing.T) *passEnv {
 func (v *passEnv) startWorker() {
 	v.t.Helper()
 	nc, js := fleettest.Connect(v.t, v.url)
-	w, err := worker.New(nc, js, worker.Options{Engine: v.e, Concurrency: 2, Name: "w", NoBackup: true,
+	w, err := worker.New(nc, js, worker.Options{Engine: v.e, Root: v.root, Concurrency: 2, Name: "w", NoBackup: true,
 		PollWait: 100 * time.Millisecond, Backoff: 50 * time.Millisecond})
 	if err != nil {
 		v.t.Fatal(err)

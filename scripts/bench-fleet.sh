@@ -52,7 +52,7 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); p
 ./bin/natsd -js -sd "$work/js" -a 127.0.0.1 -p "$port" >/dev/null 2>&1 & pids+=($!)
 export SHOAL_NATS="nats://127.0.0.1:$port"
 for _ in $(seq 100); do ./bin/shoal --log-level error nats setup >/dev/null 2>&1 && break; sleep 0.1; done
-./bin/shoal --log-level error work --concurrency 2 --no-backup >/dev/null 2>&1 & pids+=($!)
+./bin/shoal --log-level error work --root "$root" --concurrency 2 --no-backup >/dev/null 2>&1 & pids+=($!)
 s=$(date +%s%N)
 ./bin/shoal --log-level error produce --root "$root" --only-behind --wait --report "$work/report.json" >/dev/null 2>"$work/produce.err"
 e=$(date +%s%N)

@@ -682,7 +682,7 @@ func (w *Worker) sweepConsumer(ctx context.Context, c jetstream.Consumer) (int, 
 			if l.bad != nil {
 				msg, outcome = l.bad.Error(), fleet.OutcomeRejected
 			}
-			r := fleet.Result{RunID: l.job.RunID, Tenant: tenant, Path: l.job.Path, Outcome: outcome,
+			r := fleet.Result{RunID: l.job.RunID, JobID: l.job.JobID, Tenant: tenant, Path: l.job.Path, Outcome: outcome,
 				Applied: []engine.Applied{}, Error: &msg, Attempt: info.Config.MaxDeliver, Worker: w.o.Name, At: time.Now().UTC()}
 			if err := w.publish(ctx, r, l.seq); err != nil {
 				return removed, err

@@ -71,20 +71,20 @@ func TestFleetAuthRolesCLI(t *testing.T) {
 			noSecret(t, "nats setup", o.stdout, o.stderr)
 
 			// A worker with a wrong password: one clear line, exit 1, no retry loop.
-			o = shoal(t, dir, roleEnv(srv.URL, "worker", "wrong-s3cr3t"), "work")
+			o = shoal(t, dir, roleEnv(srv.URL, "worker", "wrong-s3cr3t"), "work", "--root", root)
 			if o.code != 1 || !strings.HasPrefix(o.stderr, "shoal: NATS at "+srv.URL+" refused shoal's credentials") {
 				t.Fatalf("worker with a wrong password: %+v", o)
 			}
 			noSecret(t, "wrong password", o.stdout, o.stderr)
 			// The password in the URL is redacted.
 			badURL := strings.Replace(srv.URL, "nats://", "nats://shoal-worker:wrong-s3cr3t@", 1)
-			o = shoal(t, dir, []string{"SHOAL_NATS=" + badURL}, "work")
+			o = shoal(t, dir, []string{"SHOAL_NATS=" + badURL}, "work", "--root", root)
 			if o.code != 1 || !strings.Contains(o.stderr, "shoal-worker:REDACTED@") {
 				t.Fatalf("wrong password in the URL: %+v", o)
 			}
 			noSecret(t, "wrong password in the URL", o.stdout, o.stderr)
 
-			work := exec.Command(shoalBin, "--log-level", "debug", "work", "--concurrency", "2", "--name", "role-worker")
+			work := exec.Command(shoalBin, "--log-level", "debug", "work", "--root", root, "--concurrency", "2", "--name", "role-worker")
 			work.Dir = dir
 			work.Env = append(work.Environ(), env("worker")...)
 			var werr bytes.Buffer
