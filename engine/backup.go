@@ -171,13 +171,16 @@ func placeBackup(path string, o BackupOptions, fail func(file string, cause erro
 		}
 	}
 	base := filepath.Base(path)
-	tmp, err := os.CreateTemp(dir, "."+base+".*.bak-tmp")
+	removeTempLeftovers(dir, base, ".bak-tmp")
+	tmp, err := createLockedTemp(dir, "."+base+".*.bak-tmp", dbPerm(path))
 	if err != nil {
 		cleanupDirs()
 		return "", fail(dir, nil, "cannot write in the backup directory", "make it writable by this user or choose another --backup-dir", err)
 	}
 	tmpName := tmp.Name()
-	_ = tmp.Close()
+	// The flock on tmp tells a later run's cleanup that this file is in
+	// use; it goes when the descriptor closes, after the file has its name.
+	defer tmp.Close()
 	removeTmp := func() {
 		_ = os.Remove(tmpName)
 		_ = os.Remove(tmpName + "-journal")
@@ -495,4 +498,77 @@ func syncDir(dir string) error {
 		return err
 	}
 	return nil
+}
+
+// createLockedTemp creates a temporary file like os.CreateTemp, holds an
+// exclusive flock on it (so removeTempLeftovers never deletes a file a live
+// process is writing) and gives it the mode perm (the DB's own bits: a 0600
+// DB never yields a wider copy). The caller closes it when done.
+func createLockedTemp(dir, pattern string, perm os.FileMode) (*os.File, error) {
+	for attempt := 0; ; attempt++ {
+		f, err := os.CreateTemp(dir, pattern)
+		if err != nil {
+			return nil, err
+		}
+		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+			f.Close()
+			os.Remove(f.Name())
+			return nil, err
+		}
+		// A cleanup that ran between the create and the flock may have
+		// removed the name: then take another one.
+		fi, err1 := f.Stat()
+		li, err2 := os.Lstat(f.Name())
+		if err1 == nil && err2 == nil && os.SameFile(fi, li) {
+			if err := f.Chmod(perm); err != nil {
+				f.Close()
+				os.Remove(f.Name())
+				return nil, err
+			}
+			return f, nil
+		}
+		f.Close()
+		if attempt == 3 {
+			return nil, errors.New("temporary file removed while being created")
+		}
+	}
+}
+
+// removeTempLeftovers deletes, in dir, the temporary files of base that a
+// killed backup (".bak-tmp") or restore (".restore-tmp") left:
+// ".<base>.<random digits><suffix>", with any -journal. A file whose creator
+// is alive holds a flock and is left alone; a symlink with such a name is
+// removed itself (its target is not touched).
+func removeTempLeftovers(dir, base, suffix string) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	prefix := "." + base + "."
+	for _, e := range ents {
+		n := e.Name()
+		if !strings.HasPrefix(n, prefix) || !strings.HasSuffix(n, suffix) || len(n) <= len(prefix)+len(suffix) {
+			continue
+		}
+		if mid := n[len(prefix) : len(n)-len(suffix)]; strings.ContainsAny(mid, "./") {
+			continue // another tenant's (base.x) or not ours
+		}
+		p := filepath.Join(dir, n)
+		f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+		if err != nil {
+			if errors.Is(err, syscall.ELOOP) {
+				_ = os.Remove(p)
+			}
+			continue
+		}
+		if syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) == nil {
+			if fi, err1 := f.Stat(); err1 == nil {
+				if li, err2 := os.Lstat(p); err2 == nil && os.SameFile(fi, li) {
+					_ = os.Remove(p)
+					_ = os.Remove(p + "-journal")
+				}
+			}
+		}
+		f.Close()
+	}
 }

@@ -5,6 +5,7 @@ package engine
 
 import (
 	"io/fs"
+	"path/filepath"
 	"sync"
 	"time"
 )
@@ -14,6 +15,11 @@ type Options struct {
 	// Dir is the migrations directory; DirName names it in messages.
 	Dir     fs.FS
 	DirName string
+	// DirPath is the OS directory Dir reads, if any: script migrations run
+	// in place from it (`python3 DIR/FILE DB`). Set automatically when Dir
+	// comes from OpenDir; "" (an embedded fs.FS) runs each script from a
+	// private temporary copy.
+	DirPath string
 	// Go lists migrations written in Go, merged with the files by version.
 	Go []GoMigration
 	// Layout forces the layout of Dir (LayoutGoose, "dbmate", ...; see
@@ -105,6 +111,9 @@ func New(o Options) (*Engine, error) {
 	if o.DirName == "" {
 		o.DirName = "(migrations)"
 	}
+	if d, ok := o.Dir.(diskDir); ok && o.DirPath == "" {
+		o.DirPath = d.dir
+	}
 	var ms []Migration
 	layout, err := readLayout(o)
 	if err != nil {
@@ -122,6 +131,9 @@ func New(o Options) (*Engine, error) {
 	e := &Engine{opts: o, layout: layout.name, migrations: ms, byVersion: make(map[int64]*Migration, len(ms)), cache: map[string]fingerprint{}}
 	for i := range e.migrations {
 		m := &e.migrations[i]
+		if m.Kind == KindScript && o.DirPath != "" {
+			m.Path = filepath.Join(o.DirPath, m.File)
+		}
 		e.byVersion[m.Version] = m
 		if m.Version > e.head {
 			e.head = m.Version

@@ -80,6 +80,9 @@ func Outcome(err error) string {
 // IsRefusal reports whether err is a refusal: the DB was left untouched and
 // retrying without an operator's action cannot succeed.
 func IsRefusal(err error) bool {
+	if errors.Is(err, ErrInterruptedStep) || errors.Is(err, ErrSideFile) {
+		return true
+	}
 	switch Outcome(err) {
 	case OutcomeUnmanaged, OutcomeAhead, OutcomeChanged, OutcomeOutOfOrder, OutcomeCorrupt, OutcomeDrifted:
 		return true
@@ -178,3 +181,21 @@ func (e *MigrationError) Error() string {
 }
 
 func (e *MigrationError) Unwrap() []error { return []error{ErrMigration, e.Err} }
+
+// Errors of steps that run on a private copy, and of side files.
+var (
+	// ErrLiveChanges: a script or transaction:false step ran on a private
+	// copy, and every time another connection committed to the DB before
+	// the result could be brought back; nothing was changed. Transient:
+	// retry when the application is quieter.
+	ErrLiveChanges = errors.New("the database changed while the step ran on a copy")
+	// ErrInterruptedStep: a step was interrupted in a way no undo can
+	// repair without destroying writes committed since (a marker of an
+	// earlier shoal that ran steps on the live DB, or an unreadable marker).
+	// The DB is left as it is and refused until an operator resolves it.
+	ErrInterruptedStep = errors.New("an interrupted step needs an operator")
+	// ErrSideFile: a file shoal keeps beside the DB (its lock file) is a
+	// symbolic link or not a regular file; shoal neither follows nor
+	// changes it.
+	ErrSideFile = errors.New("a side file of the database is not a regular file")
+)

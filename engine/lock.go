@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -35,8 +36,12 @@ func lockPath(db string) string { return db + lockSuffix }
 // acquireLock takes the migrator lock of db, waiting up to timeout.
 func acquireLock(ctx context.Context, db string, timeout time.Duration) (*fileLock, error) {
 	p := lockPath(db)
-	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o644)
+	f, err := openLockFile(p)
 	if err != nil {
+		var de *DBError
+		if errors.As(err, &de) {
+			return nil, err
+		}
 		kind := error(ErrLocked)
 		if errors.Is(err, os.ErrPermission) || errors.Is(err, syscall.EROFS) {
 			kind = ErrReadOnly
@@ -75,6 +80,33 @@ func acquireLock(ctx context.Context, db string, timeout time.Duration) (*fileLo
 	}
 }
 
+// openLockFile opens (creating it if needed) the lock file p without
+// following a symlink, and refuses anything but a regular file: a symlink
+// planted at DB.shoal-lock must not make shoal truncate or print its target.
+// The error is a *DBError wrapping ErrSideFile for such a file.
+func openLockFile(p string) (*os.File, error) {
+	db := strings.TrimSuffix(p, lockSuffix)
+	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0o644)
+	if err != nil {
+		if errors.Is(err, syscall.ELOOP) {
+			return nil, &DBError{Path: db, Kind: ErrSideFile, Detail: "the lock file " + p + " is a symbolic link; shoal does not follow it", Err: err,
+				Hint: "remove it (shoal creates a regular file there); nothing was changed"}
+		}
+		return nil, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, &DBError{Path: db, Kind: ErrSideFile, Detail: "the lock file " + p + " is not a regular file (" + fi.Mode().Type().String() + ")",
+			Hint: "remove it (shoal creates a regular file there); nothing was changed"}
+	}
+	return f, nil
+}
+
 // release drops the lock.
 func (l *fileLock) release() {
 	if l != nil && l.f != nil {
@@ -83,36 +115,54 @@ func (l *fileLock) release() {
 	}
 }
 
-// stepMarker is written to the lock file while a non-transactional step runs.
+// stepMarker is written to the lock file while a non-transactional step
+// runs. Format (one line): "copy <version> <up|down> <absolute copy path>":
+// the step runs on that private copy and the live DB is not touched until
+// the result is brought back in one transaction. A marker of an earlier
+// shoal, "step <version> <up|down> <snapshot path>", is read into Snapshot:
+// that design ran the step on the live DB.
 type stepMarker struct {
 	Version  int64
 	Down     bool
-	Snapshot string
+	Copy     string // this design: the private copy the step runs on
+	Snapshot string // earlier design: the pre-step snapshot
 }
 
-// readMarker returns the marker left by a step in progress, if any.
+// maxMarker bounds what is read of a lock file.
+const maxMarker = 8192
+
+// readMarker returns the marker left by a step in progress, if any. Its
+// errors never quote the file's contents.
 func (l *fileLock) readMarker() (*stepMarker, error) {
-	if _, err := l.f.Seek(0, io.SeekStart); err != nil {
+	b := make([]byte, maxMarker+1)
+	n, err := l.f.ReadAt(b, 0)
+	if err != nil && !errors.Is(err, io.EOF) {
 		return nil, err
 	}
-	b, err := io.ReadAll(l.f)
-	if err != nil {
-		return nil, err
+	if n > maxMarker {
+		return nil, fmt.Errorf("%s holds more than %d bytes: not a step marker shoal wrote", l.path, maxMarker)
 	}
-	s := strings.TrimSpace(string(b))
+	s := strings.TrimSpace(string(b[:n]))
 	if s == "" {
 		return nil, nil
 	}
-	// Format: "step <version> <up|down> <snapshot path>"
+	bad := fmt.Errorf("%s holds %d bytes that are not a step marker shoal wrote", l.path, n)
 	parts := strings.SplitN(s, " ", 4)
-	if len(parts) != 4 || parts[0] != "step" {
-		return nil, fmt.Errorf("unrecognised step marker %q in %s", s, l.path)
+	if len(parts) != 4 || (parts[0] != "step" && parts[0] != "copy") || (parts[2] != "up" && parts[2] != "down") ||
+		!filepath.IsAbs(parts[3]) || strings.ContainsAny(parts[3], "\n\x00") {
+		return nil, bad
 	}
 	v, err := strconv.ParseInt(parts[1], 10, 64)
-	if err != nil {
-		return nil, fmt.Errorf("unrecognised step marker %q in %s", s, l.path)
+	if err != nil || v < 1 {
+		return nil, bad
 	}
-	return &stepMarker{Version: v, Down: parts[2] == "down", Snapshot: parts[3]}, nil
+	m := &stepMarker{Version: v, Down: parts[2] == "down"}
+	if parts[0] == "copy" {
+		m.Copy = parts[3]
+	} else {
+		m.Snapshot = parts[3]
+	}
+	return m, nil
 }
 
 // setMarker durably records a step in progress.
@@ -120,6 +170,9 @@ func (l *fileLock) setMarker(m stepMarker) error {
 	dir := "up"
 	if m.Down {
 		dir = "down"
+	}
+	if m.Copy != "" {
+		return l.write(fmt.Sprintf("copy %d %s %s\n", m.Version, dir, m.Copy))
 	}
 	return l.write(fmt.Sprintf("step %d %s %s\n", m.Version, dir, m.Snapshot))
 }
@@ -138,9 +191,9 @@ func (l *fileLock) write(s string) error {
 }
 
 // stepInterrupted reports a step marker left by a migrator that died during
-// a non-transactional step: the next run must take the lock and restore the
-// snapshot even if nothing else is pending. A stat on the slow path only.
+// a non-transactional step: the next run must take the lock and clean up
+// (or refuse) even if nothing else is pending. A stat on the slow path only.
 func stepInterrupted(db string) bool {
-	fi, err := os.Stat(lockPath(db))
+	fi, err := os.Lstat(lockPath(db))
 	return err == nil && fi.Size() > 0
 }

@@ -71,6 +71,9 @@ type Migration struct {
 	Script []byte
 	// Interpreter runs a script: "sh" or "python3".
 	Interpreter string
+	// Path is the absolute path of a script's file on disk, run in place;
+	// "" when the migrations have no OS directory (an embedded fs.FS).
+	Path string
 	// Checksum is the hex SHA-256 of the normalised file text (CRLF -> LF,
 	// BOM stripped); for Go migrations, of "go:<version>:<name>".
 	Checksum string

@@ -15,8 +15,11 @@ import (
 
 // TestMain lets tests re-run this binary as a separate migrator process.
 func TestMain(m *testing.M) {
-	if os.Getenv("SHOAL_TEST_HELPER") == "migrate" {
+	switch os.Getenv("SHOAL_TEST_HELPER") {
+	case "migrate":
 		os.Exit(helperMigrate())
+	case "writer":
+		os.Exit(helperWriter())
 	}
 	os.Exit(m.Run())
 }
@@ -32,6 +35,8 @@ func helperMigrate() int {
 		files = raceMigrations(3)
 	case "long":
 		files = longMigrations()
+	case "slowstep":
+		files = slowStepMigrations()
 	}
 	e, err := New(Options{Dir: dir(files), DirName: "test", BusyTimeout: 60 * time.Second})
 	if err != nil {

@@ -84,8 +84,12 @@ func Restore(ctx context.Context, path, backup string, o RestoreOptions) (replac
 
 	// 1. The migrator lock: no shoal migration may run during the restore.
 	lockFile := lockPath(path)
-	lf, err := os.OpenFile(lockFile, os.O_RDWR|os.O_CREATE, 0o644)
+	lf, err := openLockFile(lockFile)
 	if err != nil {
+		var de *DBError
+		if errors.As(err, &de) {
+			return fail(lockFile, nil, de.Detail+"; the database was not touched", de.Hint, err)
+		}
 		return fail(lockFile, nil, "cannot open the migrator lock file", "check the permissions of the database directory", err)
 	}
 	defer lf.Close()
@@ -100,6 +104,7 @@ func Restore(ctx context.Context, path, backup string, o RestoreOptions) (replac
 	marker, _ := lk.readMarker()
 
 	dbDir := filepath.Dir(path)
+	removeTempLeftovers(dbDir, filepath.Base(path), ".restore-tmp")
 	// renamed: the backup is in place. From then on the kept copy of the
 	// replaced database is the only one left and must survive any error.
 	renamed := false
@@ -133,7 +138,7 @@ func Restore(ctx context.Context, path, backup string, o RestoreOptions) (replac
 	}
 
 	// 4. Copy the backup beside the database, check exactly those bytes, fsync.
-	tmp, err := os.CreateTemp(dbDir, "."+filepath.Base(path)+".*.restore-tmp")
+	tmp, err := createLockedTemp(dbDir, "."+filepath.Base(path)+".*.restore-tmp", 0o600)
 	if err != nil {
 		return fail(dbDir, nil, "cannot write in the database directory", "make it writable by this user", err)
 	}
@@ -143,12 +148,12 @@ func Restore(ctx context.Context, path, backup string, o RestoreOptions) (replac
 			_ = os.Remove(tmpName)
 		}
 	}()
+	// tmp stays open to the end: its flock keeps a concurrent run's cleanup
+	// away (SQLite only reads the file, immutable, and has closed it when
+	// this descriptor closes).
+	defer tmp.Close()
 	if err := copyFileTo(tmp, backup); err != nil {
-		tmp.Close()
 		return fail(backup, nil, "cannot copy the backup beside the database", "check free space in the database directory", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fail(tmpName, nil, "cannot write the copy", "check free space in the database directory", err)
 	}
 	if err := quickCheckFile(ctx, tmpName); err != nil {
 		return fail(backup, ErrCorrupt, "the copy of the backup fails quick_check; the database was not touched", "pick another backup", err)
@@ -190,6 +195,9 @@ func Restore(ctx context.Context, path, backup string, o RestoreOptions) (replac
 		// a file that may now be another database's live snapshot).
 		if own, aerr := filepath.Abs(path + snapshotSuffix); marker != nil && aerr == nil && marker.Snapshot == own {
 			removeSnapshot(own)
+		}
+		if own, aerr := filepath.Abs(path + stepCopySuffix); aerr == nil {
+			removeStepCopy(own)
 		}
 	}
 	if syncErr != nil {

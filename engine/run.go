@@ -62,8 +62,10 @@ func (e *Engine) Migrate(ctx context.Context, path string, o MigrateOptions) (*R
 	if err != nil {
 		return nil, err
 	}
+	release := sqliteInUse(path) // raw reads of the file must not drop SQLite's locks (fdpark.go)
 	defer func() {
 		db.Close()
+		release()
 		// Closing the last connection may checkpoint a WAL: fingerprint after.
 		if err == nil && res.To >= e.head && !o.DryRun {
 			if info, ierr := inspectFile(path); ierr == nil && info.exists {

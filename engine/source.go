@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"unicode/utf8"
@@ -32,8 +33,23 @@ func OpenDir(path string) (fs.FS, error) {
 		return nil, &DirError{Dir: path, Reason: fmt.Sprintf("cannot be read (%v): check its permissions", err)}
 	}
 	f.Close()
-	return os.DirFS(path), nil
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, &DirError{Dir: path, Reason: fmt.Sprintf("cannot be resolved (%v)", err)}
+	}
+	return diskDir{FS: os.DirFS(abs), dir: abs}, nil
 }
+
+// diskDir is an OS directory as an fs.FS that remembers its absolute path,
+// so that script migrations run in place (Options.DirPath).
+type diskDir struct {
+	fs.FS
+	dir string
+}
+
+func (d diskDir) ReadFile(name string) ([]byte, error)       { return fs.ReadFile(d.FS, name) }
+func (d diskDir) ReadDir(name string) ([]fs.DirEntry, error) { return fs.ReadDir(d.FS, name) }
+func (d diskDir) Stat(name string) (fs.FileInfo, error)      { return fs.Stat(d.FS, name) }
 
 // scriptInterpreters maps script extensions to the program that runs them
 // (fastmigrate's convention: `sh FILE DB_PATH`, `python3 FILE DB_PATH`).

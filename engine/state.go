@@ -65,7 +65,7 @@ func inspectFile(path string) (fileInfo, error) {
 		return info, &DBError{Path: path, Kind: ErrCorrupt, Detail: "cannot read the file", Err: err}
 	}
 	n, err := io.ReadFull(f, info.hdr[:])
-	f.Close()
+	closeRaw(path, f) // never drops the POSIX locks of this process's SQLite connections
 	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) {
 		return info, &DBError{Path: path, Kind: ErrCorrupt, Detail: "cannot read the header", Err: err}
 	}

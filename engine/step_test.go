@@ -11,7 +11,7 @@ import (
 
 // A script that writes to the DB and then exits 1 leaves the DB exactly as
 // before the step; its output is in the error; the next good run applies it once.
-func TestScriptFailureRestoresSnapshot(t *testing.T) {
+func TestScriptFailureLeavesDBUnchanged(t *testing.T) {
 	p := tempDB(t)
 	files := map[string]string{"0001_a.sql": "CREATE TABLE a (x); INSERT INTO a VALUES (1);"}
 	if _, err := newEngine(t, files).Migrate(ctx(t), p, MigrateOptions{}); err != nil {
@@ -34,8 +34,13 @@ sys.exit(1)
 	if after := dump(t, p); after != before {
 		t.Fatalf("script failure not undone:\nbefore:\n%s\nafter:\n%s", before, after)
 	}
-	if _, err := os.Stat(p + snapshotSuffix); !os.IsNotExist(err) {
-		t.Fatal("snapshot left behind")
+	if !strings.Contains(err.Error(), "the database was not changed") {
+		t.Fatalf("the error does not say the DB was not changed: %v", err)
+	}
+	for _, side := range []string{snapshotSuffix, stepCopySuffix} {
+		if _, err := os.Stat(p + side); !os.IsNotExist(err) {
+			t.Fatalf("%s left behind", side)
+		}
 	}
 	files["0002_s.py"] = `import sqlite3, sys
 db = sqlite3.connect(sys.argv[1])
@@ -55,7 +60,7 @@ db.commit()
 }
 
 // A shell script that runs past the script timeout is killed and undone.
-func TestScriptTimeoutKillsAndRestores(t *testing.T) {
+func TestScriptTimeoutKilledDBUnchanged(t *testing.T) {
 	p := tempDB(t)
 	files := map[string]string{"0001_a.sql": "CREATE TABLE a (x);", "0002_slow.sh": "echo started\nsleep 30\n"}
 	e, err := New(Options{Dir: dir(files), DirName: "test", ScriptTimeout: 300 * time.Millisecond})
@@ -76,7 +81,7 @@ func TestScriptTimeoutKillsAndRestores(t *testing.T) {
 }
 
 // A transaction:false section that fails half-way is undone from its snapshot.
-func TestNoTxStepFailureRestores(t *testing.T) {
+func TestNoTxStepFailureLeavesDBUnchanged(t *testing.T) {
 	p := tempDB(t)
 	files := map[string]string{
 		"0001_a.sql": "CREATE TABLE a (x); INSERT INTO a VALUES (1);",
@@ -100,23 +105,28 @@ func TestNoTxStepFailureRestores(t *testing.T) {
 	}
 }
 
-// A step whose migrator died (marker left in the lock file, DB half-written)
-// is undone by the next run before anything else, then applied once.
-func TestInterruptedStepRecoveredByNextRun(t *testing.T) {
+// A marker of an earlier shoal (which ran steps on the live DB under a
+// snapshot) whose step is not in history: the snapshot is NOT restored over
+// the DB (that would destroy every write committed since): the DB is left
+// as it is, the snapshot kept, and runs are refused with ErrInterruptedStep
+// saying what happened and how to resolve it. Restoring the snapshot with
+// Restore (the operator's choice) clears the marker; the step then applies once.
+func TestLegacySnapshotMarkerRefusedNotRestored(t *testing.T) {
 	p := tempDB(t)
 	files := map[string]string{"0001_a.sql": "CREATE TABLE a (x);", "0002_b.sql": "-- migrate:up transaction:false\nINSERT INTO a VALUES (2);\n"}
 	e := newEngine(t, files)
 	if _, err := e.Migrate(ctx(t), p, MigrateOptions{To: 1}); err != nil {
 		t.Fatal(err)
 	}
-	// Simulate the crash: snapshot + marker, then the step's write, then death.
+	// Simulate the old design's crash: snapshot + marker, the step's write
+	// on the live DB, death; then the application commits a row.
 	db, _ := openDB(p, time.Second, false)
 	conn, _ := db.Conn(ctx(t))
 	lk, err := acquireLock(ctx(t), p, time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
-	snap := p + snapshotSuffix
+	snap, _ := filepath.Abs(p + snapshotSuffix)
 	if err := takeSnapshot(ctx(t), conn, snap, time.Second); err != nil {
 		t.Fatal(err)
 	}
@@ -125,33 +135,102 @@ func TestInterruptedStepRecoveredByNextRun(t *testing.T) {
 	conn.Close()
 	db.Close()
 	lk.release()
+	execAll(t, p, "INSERT INTO a VALUES (100)") // the application's commit
+	before := dump(t, p)
 
+	for _, run := range []func() error{
+		func() error { _, err := newEngine(t, files).Migrate(ctx(t), p, MigrateOptions{}); return err },
+		func() error { _, err := newEngine(t, files).Migrate(ctx(t), p, MigrateOptions{To: 1}); return err },
+		func() error { _, err := newEngine(t, files).Down(ctx(t), p, 0); return err },
+	} {
+		err := run()
+		if !errors.Is(err, ErrInterruptedStep) || !IsRefusal(err) {
+			t.Fatalf("want ErrInterruptedStep, got %v", err)
+		}
+		for _, want := range []string{"version 2", snap, "shoal restore", "discard"} {
+			if !strings.Contains(err.Error(), want) {
+				t.Fatalf("error does not say %q: %v", want, err)
+			}
+		}
+		if after := dump(t, p); after != before {
+			t.Fatalf("the refused DB changed:\n%s", after)
+		}
+		if _, err := os.Stat(snap); err != nil {
+			t.Fatal("the snapshot was not kept")
+		}
+	}
+	// The operator chooses to go back to the snapshot.
+	if _, err := Restore(ctx(t), p, snap, RestoreOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	res, err := newEngine(t, files).Migrate(ctx(t), p, MigrateOptions{})
 	if err != nil || len(res.Applied) != 1 {
 		t.Fatalf("%+v %v", res, err)
 	}
-	check := sqlOpen(t, p)
 	var n int
-	check.QueryRow("SELECT count(*) FROM a").Scan(&n)
+	sqlOpen(t, p).QueryRow("SELECT count(*) FROM a WHERE x = 2").Scan(&n)
 	if n != 1 {
-		t.Fatalf("rows %d: the interrupted step's write was not undone before the step ran again", n)
+		t.Fatalf("step applied %d times after the restore", n)
 	}
 }
 
-// The step marker names the snapshot by an absolute path, so a run started
-// from another working directory can still restore it. The step itself
-// reads the marker while it runs.
-func TestStepMarkerSnapshotPathIsAbsolute(t *testing.T) {
+// A marker of this design (the step ran on a private copy) left by a killed
+// migrator: the next run deletes the copy and its side files and clears the
+// marker, restores nothing, then applies the step once.
+func TestInterruptedCopyStepCleanedByNextRun(t *testing.T) {
+	p := tempDB(t)
+	files := map[string]string{"0001_a.sql": "CREATE TABLE a (x);", "0002_b.sql": "-- migrate:up transaction:false\nINSERT INTO a VALUES (2);\n"}
+	if _, err := newEngine(t, files).Migrate(ctx(t), p, MigrateOptions{To: 1}); err != nil {
+		t.Fatal(err)
+	}
+	execAll(t, p, "INSERT INTO a VALUES (100)")
+	cp, _ := filepath.Abs(p + stepCopySuffix)
+	for _, f := range []string{cp, cp + "-journal", cp + "-wal"} {
+		os.WriteFile(f, []byte("half a copy"), 0o600)
+	}
+	lk, err := acquireLock(ctx(t), p, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lk.setMarker(stepMarker{Version: 2, Copy: cp})
+	lk.release()
+	res, err := newEngine(t, files).Migrate(ctx(t), p, MigrateOptions{})
+	if err != nil || len(res.Applied) != 1 {
+		t.Fatalf("%+v %v", res, err)
+	}
+	var n, app int
+	db := sqlOpen(t, p)
+	db.QueryRow("SELECT count(*) FROM a WHERE x = 2").Scan(&n)
+	db.QueryRow("SELECT count(*) FROM a WHERE x = 100").Scan(&app)
+	if n != 1 || app != 1 {
+		t.Fatalf("step rows %d, application rows %d", n, app)
+	}
+	for _, f := range []string{cp, cp + "-journal", cp + "-wal"} {
+		if _, err := os.Stat(f); err == nil {
+			t.Fatalf("%s left behind", f)
+		}
+	}
+	if fi, _ := os.Stat(lockPath(p)); fi.Size() != 0 {
+		t.Fatal("marker not cleared")
+	}
+}
+
+// The step marker names the copy by an absolute path, so a run started from
+// another working directory can still find it; the script gets the copy as
+// its argument and in SHOAL_DB, and the live DB in SHOAL_TENANT_DB.
+func TestStepMarkerCopyPathIsAbsolute(t *testing.T) {
 	d := t.TempDir()
 	t.Chdir(d)
-	files := map[string]string{"0001_a.sql": "CREATE TABLE a (x);", "0002_peek.sh": "cat \"$1.shoal-lock\"\nexit 1\n"}
+	files := map[string]string{"0001_a.sql": "CREATE TABLE a (x);",
+		"0002_peek.sh": "cat \"$SHOAL_TENANT_DB.shoal-lock\"\necho \"$1\"\necho \"$SHOAL_DB\"\necho \"$SHOAL_TENANT_DB\"\nexit 1\n"}
 	_, err := newEngine(t, files).Migrate(ctx(t), "t.db", MigrateOptions{})
 	var me *MigrationError
 	if !errors.As(err, &me) {
 		t.Fatalf("want the step's failure, got %v", err)
 	}
-	want := "step 2 up " + filepath.Join(d, "t.db"+snapshotSuffix)
+	cp := filepath.Join(d, "t.db"+stepCopySuffix)
+	want := "copy 2 up " + cp + "\n" + cp + "\n" + cp + "\n" + filepath.Join(d, "t.db")
 	if strings.TrimSpace(me.Output) != want {
-		t.Fatalf("marker during the step: %q, want %q", me.Output, want)
+		t.Fatalf("during the step: %q, want %q", me.Output, want)
 	}
 }

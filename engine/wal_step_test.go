@@ -5,10 +5,10 @@ import (
 	"testing"
 )
 
-// A DB in WAL mode: a failing transaction:false step is undone from its
-// snapshot like in rollback mode (the snapshot of a WAL DB is itself a WAL
-// DB, opened read-only for the restore).
-func TestNoTxStepFailureRestoresWALDatabase(t *testing.T) {
+// A DB in WAL mode: a failing transaction:false step leaves it unchanged
+// like in rollback mode (the step ran on a private copy, itself a WAL DB),
+// and the DB stays in WAL mode.
+func TestNoTxStepFailureLeavesWALDatabaseUnchanged(t *testing.T) {
 	p := tempDB(t)
 	execAll(t, p, "PRAGMA journal_mode = WAL")
 	files := map[string]string{
@@ -25,11 +25,11 @@ func TestNoTxStepFailureRestoresWALDatabase(t *testing.T) {
 		t.Fatalf("want statement 2 to fail, got %v", err)
 	}
 	if after := dump(t, p); after != before {
-		t.Fatalf("WAL DB not restored:\nbefore:\n%s\nafter:\n%s", before, after)
+		t.Fatalf("WAL DB changed:\nbefore:\n%s\nafter:\n%s", before, after)
 	}
 	var mode string
 	sqlOpen(t, p).QueryRow("PRAGMA journal_mode").Scan(&mode)
 	if mode != "wal" {
-		t.Fatalf("journal mode after restore: %s", mode)
+		t.Fatalf("journal mode after the failed step: %s", mode)
 	}
 }

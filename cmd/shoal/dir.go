@@ -41,7 +41,11 @@ func migrationsDir(c *cli.Context) (fs.FS, string, error) {
 		return fsys, dir, nil
 	}
 	if st, err := os.Stat("migrations"); err == nil && st.IsDir() {
-		return os.DirFS("migrations"), "migrations", nil
+		fsys, err := engine.OpenDir("migrations")
+		if err != nil {
+			return nil, "migrations", failure(err, "%v", err)
+		}
+		return fsys, "migrations", nil
 	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, "migrations", failure(err, "cannot read ./migrations: %v", err)
 	}
