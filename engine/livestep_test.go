@@ -236,6 +236,61 @@ func TestKilledStepNeverDestroysLaterCommits(t *testing.T) {
 	})
 }
 
+// kill -9 in the middle of the copy-back (pages of the step already written
+// into the live DB's transaction): SQLite rolls the copy-back back on the
+// next open; the DB is intact at version 1 with every application row,
+// and the next run applies the step exactly once.
+func TestKilledCopyBackIsAtomic(t *testing.T) {
+	journalModes(t, func(t *testing.T, wal bool) {
+		p := tempDB(t)
+		appBase(t, p, wal, slowStepMigrations())
+		execAll(t, p, "INSERT INTO app (v) VALUES ('app')")
+		paused := filepath.Join(t.TempDir(), "paused")
+		cmd := helperCmd("slowstep", p, false)
+		cmd.Env = append(cmd.Env, "SHOAL_TEST_PAUSE_COPYBACK="+paused)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(2 * time.Minute)
+		for {
+			if _, err := os.Stat(paused); err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				cmd.Process.Kill()
+				t.Fatal("the copy-back never started")
+			}
+			time.Sleep(time.Millisecond) // polling for the pause, not for timing
+		}
+		cmd.Process.Signal(syscall.SIGKILL)
+		cmd.Wait()
+		if wal {
+			if fi, err := os.Stat(p + "-wal"); err != nil || fi.Size() == 0 {
+				t.Fatalf("no WAL content from the interrupted copy-back: %v", err)
+			}
+		} else if fi, err := os.Stat(p + "-journal"); err != nil || fi.Size() == 0 {
+			t.Fatalf("no hot journal from the interrupted copy-back: %v", err)
+		}
+		checkRows(t, p, "app", []int64{1})
+		if v := appliedVersion(t, p); v != 1 {
+			t.Fatalf("killed mid-copy-back, the DB is at version %d", v)
+		}
+		var rows int
+		sqlOpen(t, p).QueryRow("SELECT count(*) FROM b").Scan(&rows)
+		if rows != 0 {
+			t.Fatalf("%d rows of the interrupted step visible", rows)
+		}
+		if _, err := newEngine(t, slowStepMigrations()).Migrate(ctx(t), p, MigrateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		sqlOpen(t, p).QueryRow("SELECT count(*) FROM b").Scan(&rows)
+		if rows != 400001 || appliedVersion(t, p) != 3 {
+			t.Fatalf("after the next run: %d step rows, version %d", rows, appliedVersion(t, p))
+		}
+		checkRows(t, p, "app", []int64{1})
+	})
+}
+
 // (b) A .py step that commits, sleeps, commits and exits 1 while an
 // application process commits throughout: every committed row present, the
 // step's rows absent, the error says the DB was not changed.

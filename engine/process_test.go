@@ -17,6 +17,15 @@ import (
 func TestMain(m *testing.M) {
 	switch os.Getenv("SHOAL_TEST_HELPER") {
 	case "migrate":
+		if f := os.Getenv("SHOAL_TEST_PAUSE_COPYBACK"); f != "" {
+			// Stop in the middle of the copy-back, pages written, for a kill.
+			copyBackHook = func(chunk int) {
+				if chunk == 2 {
+					os.WriteFile(f, nil, 0o644)
+					select {}
+				}
+			}
+		}
 		os.Exit(helperMigrate())
 	case "writer":
 		os.Exit(helperWriter())

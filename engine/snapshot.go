@@ -264,12 +264,29 @@ func copyBack(ctx context.Context, conn *sql.Conn, cp string, busy time.Duration
 			}
 			return errLiveChanged
 		}
-		for more := true; more; {
-			if more, err = bk.Step(-1); err != nil {
+		// In chunks, all in the one write transaction the first step began
+		// (committed when the last page is copied); nobody writes the copy,
+		// so the backup never restarts. Cancelling rolls it all back.
+		for chunk, more := 1, true; more; chunk++ {
+			if err := ctx.Err(); err != nil {
 				bk.Finish()
 				return err
+			}
+			if more, err = bk.Step(copyBackChunk); err != nil {
+				bk.Finish()
+				return err
+			}
+			if copyBackHook != nil && more {
+				copyBackHook(chunk)
 			}
 		}
 		return bk.Finish()
 	})
 }
+
+// copyBackChunk is how many pages one copy-back step copies.
+const copyBackChunk = 256
+
+// copyBackHook, when set (tests only), runs after each copy-back chunk but
+// the last, inside the copy-back's write transaction.
+var copyBackHook func(chunk int)

@@ -85,11 +85,14 @@ func (e *Engine) stepOnCopy(ctx context.Context, path, abs string, conn *sql.Con
 	if err := makeStepCopy(ctx, path, conn, cp, e.opts.BusyTimeout); err != nil {
 		return 0, fail(fmt.Errorf("cannot copy the database to %s before this step (the database was not changed): %w", cp, err))
 	}
-	defer removeStepCopy(cp)
 	if err := lk.setMarker(stepMarker{Version: m.Version, Down: down, Copy: cp}); err != nil {
+		removeStepCopy(cp)
 		return 0, fail(fmt.Errorf("cannot record the step marker (the database was not changed): %w", err))
 	}
+	// The copy goes first, then the marker: a kill in between leaves a
+	// marker whose copy is already gone, which the next run just clears.
 	defer func() {
+		removeStepCopy(cp)
 		if cerr := lk.clearMarker(); cerr != nil && err == nil {
 			err = cerr
 		}
