@@ -190,6 +190,9 @@ func placeBackup(path string, o BackupOptions, fail func(file string, cause erro
 		removeTmp()
 		return "", err
 	}
+	if placeBackupHook != nil {
+		placeBackupHook(tmpName)
+	}
 	final, err := linkNoClobber(tmpName, dir, base, backupNow().UTC())
 	if err != nil {
 		removeTmp()
@@ -203,6 +206,10 @@ func placeBackup(path string, o BackupOptions, fail func(file string, cause erro
 	}
 	return final, nil
 }
+
+// placeBackupHook, when set (tests only), runs with the filled temporary
+// file before it is given its name.
+var placeBackupHook func(tmp string)
 
 // dirProblem is a backup directory problem, turned into a SafetyError.
 type dirProblem struct {

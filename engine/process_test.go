@@ -29,6 +29,18 @@ func TestMain(m *testing.M) {
 		os.Exit(helperMigrate())
 	case "writer":
 		os.Exit(helperWriter())
+	case "backup":
+		// Back up SHOAL_TEST_DB into SHOAL_TEST_BAKDIR and stop with the
+		// temporary file written, for a kill.
+		placeBackupHook = func(tmp string) {
+			os.WriteFile(os.Getenv("SHOAL_TEST_PAUSED"), []byte(tmp), 0o644)
+			select {}
+		}
+		if _, err := Backup(context.Background(), os.Getenv("SHOAL_TEST_DB"), BackupOptions{Dir: os.Getenv("SHOAL_TEST_BAKDIR")}); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
 	}
 	os.Exit(m.Run())
 }

@@ -3,6 +3,7 @@ package engine
 import (
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -243,6 +244,49 @@ func TestTempLeftoversRemoved(t *testing.T) {
 	for _, f := range kept {
 		if _, err := os.Stat(f); err != nil {
 			t.Errorf("%s removed: %v", f, err)
+		}
+	}
+}
+
+// kill -9 of a backup with its temporary copy of the tenant written: the
+// file is left (its flock dies with the process), and the next backup into
+// that directory removes it.
+func TestKilledBackupLeftoverRemovedByNextBackup(t *testing.T) {
+	p := tempDB(t)
+	if _, err := newEngine(t, map[string]string{"0001_t.sql": "CREATE TABLE t (x); INSERT INTO t VALUES (1);"}).Migrate(ctx(t), p, MigrateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	bakDir := t.TempDir()
+	for trial := range trials(t, 1) {
+		paused := filepath.Join(t.TempDir(), "paused")
+		cmd := exec.Command(os.Args[0], "-test.run=^$")
+		cmd.Env = append(os.Environ(), "SHOAL_TEST_HELPER=backup", "SHOAL_TEST_DB="+p, "SHOAL_TEST_BAKDIR="+bakDir, "SHOAL_TEST_PAUSED="+paused)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(time.Minute)
+		var tmp []byte
+		for {
+			if b, err := os.ReadFile(paused); err == nil && len(b) > 0 {
+				tmp = b
+				break
+			}
+			if time.Now().After(deadline) {
+				cmd.Process.Kill()
+				t.Fatal("the backup never paused")
+			}
+			time.Sleep(time.Millisecond) // polling for the pause, not for timing
+		}
+		cmd.Process.Signal(syscall.SIGKILL)
+		cmd.Wait()
+		if _, err := os.Stat(string(tmp)); err != nil {
+			t.Fatalf("trial %d: the killed backup left no temporary file to clean: %v", trial, err)
+		}
+		if _, err := Backup(ctx(t), p, BackupOptions{Dir: bakDir}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Stat(string(tmp)); err == nil {
+			t.Fatalf("trial %d: %s left behind by the next backup", trial, tmp)
 		}
 	}
 }
