@@ -170,16 +170,37 @@ func appBase(t *testing.T, p string, wal bool, files map[string]string) {
 
 const appTable = "CREATE TABLE app (id INTEGER PRIMARY KEY, v TEXT NOT NULL); CREATE TABLE b (i INTEGER);"
 
-// slowStepMigrations: the app table, then a transaction:false step with a
-// slow statement, then a quick migration.
+// slowStepMigrations: the app table and about 3 MB of filler (so that the
+// copy-back takes several chunks), then a transaction:false step, then a
+// quick migration. The helper process pauses inside the step or the
+// copy-back on request (SHOAL_TEST_PAUSE_STEP, SHOAL_TEST_PAUSE_COPYBACK) so
+// that kill -9 lands there.
 func slowStepMigrations() map[string]string {
 	return map[string]string{
-		"0001_app.sql": appTable,
+		"0001_app.sql": appTable + `
+CREATE TABLE filler (x BLOB);
+WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 3000) INSERT INTO filler SELECT randomblob(1000) FROM c;`,
 		"0002_slow.sql": `-- migrate:up transaction:false
 INSERT INTO b VALUES (-1);
-WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 400000) INSERT INTO b SELECT i FROM c;
+WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 1000) INSERT INTO b SELECT i FROM c;
 `,
 		"0003_c.sql": "CREATE TABLE c (x);",
+	}
+}
+
+// waitFor polls for a file a paused helper writes.
+func waitFor(t *testing.T, cmd *exec.Cmd, f, what string) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		if _, err := os.Stat(f); err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatalf("%s never happened", what)
+		}
+		time.Sleep(time.Millisecond) // polling for the helper's pause, not for timing
 	}
 }
 
@@ -188,24 +209,16 @@ WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 400000)
 // exactly once, no copy left. (Today's main restored the snapshot: 0 of 50.)
 func TestKilledStepNeverDestroysLaterCommits(t *testing.T) {
 	journalModes(t, func(t *testing.T, wal bool) {
-		for trial := range trials(t, 2) {
+		for trial := range trials(t, 1) {
 			p := tempDB(t)
 			appBase(t, p, wal, slowStepMigrations())
+			paused := filepath.Join(t.TempDir(), "paused")
 			cmd := helperCmd("slowstep", p, false)
+			cmd.Env = append(cmd.Env, "SHOAL_TEST_PAUSE_STEP="+paused)
 			if err := cmd.Start(); err != nil {
 				t.Fatal(err)
 			}
-			// Kill once the step marker is written: the step is running.
-			deadline := time.Now().Add(time.Minute)
-			for {
-				if fi, err := os.Stat(lockPath(p)); err == nil && fi.Size() > 0 {
-					break
-				}
-				if time.Now().After(deadline) {
-					t.Fatal("the step never started")
-				}
-				time.Sleep(time.Millisecond) // polling for the marker, not for timing
-			}
+			waitFor(t, cmd, paused, "the step")
 			cmd.Process.Signal(syscall.SIGKILL)
 			cmd.Wait()
 			w := startWriter(t, p, "app", 50)
@@ -224,7 +237,7 @@ func TestKilledStepNeverDestroysLaterCommits(t *testing.T) {
 			var marks, rows int
 			db := sqlOpen(t, p)
 			db.QueryRow("SELECT count(*) FILTER (WHERE i = -1), count(*) FROM b").Scan(&marks, &rows)
-			if marks != 1 || rows != 400001 {
+			if marks != 1 || rows != 1001 {
 				t.Fatalf("trial %d: step applied %d times (%d rows)", trial, marks, rows)
 			}
 			for _, side := range []string{stepCopySuffix, stepCopySuffix + "-journal", stepCopySuffix + "-wal", snapshotSuffix} {
@@ -251,17 +264,7 @@ func TestKilledCopyBackIsAtomic(t *testing.T) {
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		deadline := time.Now().Add(2 * time.Minute)
-		for {
-			if _, err := os.Stat(paused); err == nil {
-				break
-			}
-			if time.Now().After(deadline) {
-				cmd.Process.Kill()
-				t.Fatal("the copy-back never started")
-			}
-			time.Sleep(time.Millisecond) // polling for the pause, not for timing
-		}
+		waitFor(t, cmd, paused, "the copy-back")
 		cmd.Process.Signal(syscall.SIGKILL)
 		cmd.Wait()
 		if wal {
@@ -284,7 +287,7 @@ func TestKilledCopyBackIsAtomic(t *testing.T) {
 			t.Fatal(err)
 		}
 		sqlOpen(t, p).QueryRow("SELECT count(*) FROM b").Scan(&rows)
-		if rows != 400001 || appliedVersion(t, p) != 3 {
+		if rows != 1001 || appliedVersion(t, p) != 3 {
 			t.Fatalf("after the next run: %d step rows, version %d", rows, appliedVersion(t, p))
 		}
 		checkRows(t, p, "app", []int64{1})

@@ -17,6 +17,15 @@ import (
 func TestMain(m *testing.M) {
 	switch os.Getenv("SHOAL_TEST_HELPER") {
 	case "migrate":
+		if f := os.Getenv("SHOAL_TEST_PAUSE_STEP"); f != "" {
+			// Stop after the first statement of a transaction:false step.
+			stepStatementHook = func(n int) {
+				if n == 1 {
+					os.WriteFile(f, nil, 0o644)
+					select {}
+				}
+			}
+		}
 		if f := os.Getenv("SHOAL_TEST_PAUSE_COPYBACK"); f != "" {
 			// Stop in the middle of the copy-back, pages written, for a kill.
 			copyBackHook = func(chunk int) {

@@ -121,7 +121,11 @@ func (e *Engine) stepOnCopy(ctx context.Context, path, abs string, conn *sql.Con
 			stepErr = &MigrationError{Path: path, Version: m.Version, File: m.File, Down: down, Output: output, Err: unchanged(stepErr)}
 		}
 	} else {
-		stepErr = execStatements(ctx, path, cconn, m, down)
+		var q querier = cconn
+		if stepStatementHook != nil {
+			q = &hookedQuerier{querier: cconn}
+		}
+		stepErr = execStatements(ctx, path, q, m, down)
 		var me *MigrationError
 		if errors.As(stepErr, &me) {
 			me.Err = unchanged(me.Err)
@@ -145,6 +149,22 @@ func (e *Engine) stepOnCopy(ctx context.Context, path, abs string, conn *sql.Con
 		return 0, fail(fmt.Errorf("the step succeeded on a copy but bringing it into the database failed (the database was not changed): %w", lockOrSQLite(path, err)))
 	}
 	return took, nil
+}
+
+// stepStatementHook, when set (tests only), runs after each statement of a
+// transaction:false step, on the copy.
+var stepStatementHook func(n int)
+
+type hookedQuerier struct {
+	querier
+	n int
+}
+
+func (h *hookedQuerier) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	r, err := h.querier.ExecContext(ctx, query, args...)
+	h.n++
+	stepStatementHook(h.n)
+	return r, err
 }
 
 // unchanged adds to a step's error that the live DB was not touched.
