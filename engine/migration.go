@@ -12,11 +12,11 @@ const (
 	// KindSQL is a .sql file run inside the run's transaction.
 	KindSQL Kind = iota
 	// KindSQLNoTx is a .sql file whose up (or down) section carries
-	// "transaction:false": it runs outside any transaction, protected by a
-	// snapshot.
+	// "transaction:false": it runs outside any transaction, on a private
+	// copy of the DB brought back whole (see runStep).
 	KindSQLNoTx
-	// KindScript is a .sh or .py file run as a child process with the DB path
-	// as its only argument, protected by a snapshot.
+	// KindScript is a .sh or .py file run as a child process with a private
+	// copy of the DB as its only argument, brought back whole (see runStep).
 	KindScript
 	// KindGo is a migration registered from Go; it receives the run's
 	// transaction.

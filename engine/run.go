@@ -20,7 +20,7 @@ import (
 // up, and applies the pending migrations in segments: consecutive
 // transactional migrations commit together with their history rows in one
 // BEGIN IMMEDIATE transaction; a script or transaction:false step runs alone,
-// protected by a snapshot.
+// on a private copy brought back whole (runStep).
 func (e *Engine) Migrate(ctx context.Context, path string, o MigrateOptions) (*Result, error) {
 	target := e.head
 	if o.To > 0 {

@@ -28,7 +28,7 @@ func migrateCommand() *cli.Command {
 		Usage:     "apply pending migrations to one database",
 		UsageText: "shoal migrate --db PATH [--dir DIR] [--to N] [--backup] [--dry-run] [--json]",
 		Description: "Applies every pending migration in one BEGIN IMMEDIATE transaction (scripts and\n" +
-			"transaction:false steps run alone, under a snapshot). Foreign keys are off during the\n" +
+			"transaction:false steps run alone, on a private copy). Foreign keys are off during the\n" +
 			"run and checked before COMMIT. A missing file is created; a DB that is not shoal's,\n" +
 			"ahead of the migrations, edited or corrupt is refused and left byte-identical.\n" +
 			"Any number of migrators may run on one file at once: each migration applies once.",
