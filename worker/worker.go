@@ -440,6 +440,10 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg, migrated func())
 	migrated()
 	pctx, pcancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer pcancel()
+	// Counted before its result is visible, so metrics never lag behind
+	// results (a job whose result cannot be published now is counted again
+	// when it is redelivered).
+	w.Metrics.observe(r.Outcome, time.Since(start))
 	if err := w.publish(pctx, r, seq); err != nil {
 		if !errors.Is(err, errUnpublishable) {
 			// Not acked: redelivered after the ack wait and handled again
@@ -456,7 +460,6 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg, migrated func())
 	if serr := w.settle(pctx, msg, seq, fleet.AtHead(r.Outcome)); serr != nil {
 		log.Warn("ack/term not confirmed; the job may be redelivered and handled again as a no-op", zap.Error(serr))
 	}
-	w.Metrics.observe(r.Outcome, time.Since(start))
 	fields := []zap.Field{zap.String("outcome", r.Outcome), zap.Int64("duration_ms", r.DurationMs), zap.Int("applied", len(r.Applied))}
 	if r.Error != nil {
 		log.Warn("job done", append(fields, zap.String("error", *r.Error))...)
