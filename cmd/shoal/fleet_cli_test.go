@@ -253,6 +253,9 @@ func TestConfinementCLI(t *testing.T) {
 	if o := shoal(t, dir, env, "enqueue", "--root", root, "--db", filepath.Join(root, "gone", "app.db")); o.code != 1 || !strings.Contains(o.stderr, "does not exist") {
 		t.Fatalf("enqueue of a missing tenant: %+v", o)
 	}
+	if o := shoal(t, dir, env, "produce", "--root", root, "--run-id", "_rejected"); o.code != 2 || !strings.Contains(o.stderr, "reserved") {
+		t.Fatalf("produce under a reserved run id: %+v", o)
+	}
 	if b, _ := os.ReadFile(filepath.Join(outside, "victim.db")); string(b) != "x" {
 		t.Fatal("victim changed")
 	}

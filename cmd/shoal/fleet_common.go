@@ -179,6 +179,14 @@ func checkSettings(c *cli.Context) error {
 			if err := fleet.ValidName("--"+f, c.String(f)); err != nil {
 				return usageError("%v", err)
 			}
+			// Run ids starting with '_' are shoal's own (results of
+			// rejected jobs: `results --run-id _rejected`): readable, never
+			// published under.
+			if f == "run-id" && c.Command.Name != "results" {
+				if err := fleet.ValidRunID(c.String(f)); err != nil {
+					return usageError("--run-id: %v", err)
+				}
+			}
 		}
 	}
 	if hasFlag(c, "pattern") {
