@@ -144,11 +144,12 @@ func produceAction(c *cli.Context) error {
 		pp.Done()
 		return produceFailure(runID, perr)
 	}
-	pp.Force(t.Progress(time.Now())) // final line, even off a TTY
-	pp.Done()
 	if err := checkEmpty(c, root, st); err != nil {
+		pp.Done()
 		return err
 	}
+	pp.Force(t.Progress(time.Now())) // final line, even off a TTY
+	pp.Done()
 	if ferr != nil {
 		return failure(ferr, "run %s: reading results: %v", runID, ferr)
 	}
