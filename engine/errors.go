@@ -1,9 +1,13 @@
 package engine
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
+	"syscall"
+
+	sqlite "modernc.org/sqlite"
 )
 
 // Sentinel errors. Every error the engine returns for one of these cases
@@ -199,3 +203,45 @@ var (
 	// changes it.
 	ErrSideFile = errors.New("a side file of the database is not a regular file")
 )
+
+// Transient reports whether a failure may heal by itself, so that trying
+// the same migration on the same DB again later can succeed: the write lock
+// held past the busy timeout, SQLite's busy/locked/I/O/full/out-of-memory
+// codes, a full disk, an I/O error, an interrupted run, a step that raced
+// an application writer (ErrLiveChanges). Everything the
+// migrations or the DB decide is deterministic and not transient: a
+// migration's SQL error, a constraint or foreign-key violation introduced by
+// the run, a script's non-zero exit, a refusal (unmanaged, ahead, changed,
+// out of order, corrupt, drifted), a missing DB, an invalid migrations
+// directory, a read-only DB, an interrupted step that needs an operator, a
+// side file that is not a regular file. An error of no known kind counts as transient
+// (it is retried, as every failure was before this classification).
+func Transient(err error) bool {
+	if err == nil {
+		return false
+	}
+	if IsRefusal(err) || errors.Is(err, ErrNotFound) || errors.Is(err, ErrInvalidDir) ||
+		errors.Is(err, ErrForeignKey) || errors.Is(err, ErrNoDown) || errors.Is(err, ErrReadOnly) ||
+		errors.Is(err, ErrInterruptedStep) || errors.Is(err, ErrSideFile) {
+		return false
+	}
+	if errors.Is(err, ErrLocked) || errors.Is(err, ErrLiveChanges) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return true
+	}
+	var se *sqlite.Error
+	if errors.As(err, &se) {
+		switch se.Code() & 0xff {
+		case 5, 6, 7, 10, 13, 14, 15: // BUSY, LOCKED, NOMEM, IOERR, FULL, CANTOPEN, PROTOCOL
+			return true
+		}
+	}
+	for _, e := range []error{syscall.ENOSPC, syscall.EDQUOT, syscall.EIO, syscall.EAGAIN, syscall.EINTR, syscall.ENOMEM, syscall.EMFILE, syscall.ENFILE} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	if errors.Is(err, ErrMigration) {
+		return false // the migration's SQL, a constraint, a script's exit
+	}
+	return true
+}

@@ -56,20 +56,24 @@ type Job struct {
 // when the DB's version could not be read (refusals), Backup and Error null
 // when there is none, Applied an array, never null.
 type Result struct {
-	RunID      string           `json:"run_id"`
-	JobID      string           `json:"job_id"` // the job's job_id ("" for a job without one)
-	Tenant     string           `json:"tenant"`
-	Path       string           `json:"path"`
-	Outcome    string           `json:"outcome"`
-	From       *int64           `json:"from"`
-	To         *int64           `json:"to"`
-	Applied    []engine.Applied `json:"applied"`
-	Backup     *string          `json:"backup"`
-	Error      *string          `json:"error"`
-	Attempt    int              `json:"attempt"`
-	Worker     string           `json:"worker"`
-	DurationMs int64            `json:"duration_ms"`
-	At         time.Time        `json:"at"`
+	RunID   string           `json:"run_id"`
+	JobID   string           `json:"job_id"` // the job's job_id ("" for a job without one)
+	Tenant  string           `json:"tenant"`
+	Path    string           `json:"path"`
+	Outcome string           `json:"outcome"`
+	From    *int64           `json:"from"`
+	To      *int64           `json:"to"`
+	Applied []engine.Applied `json:"applied"`
+	Backup  *string          `json:"backup"`
+	Error   *string          `json:"error"`
+	// Retryable says whether the failure may heal by itself (Retryable):
+	// such a job was retried up to max deliver; false for every other
+	// outcome, success included.
+	Retryable  bool      `json:"retryable"`
+	Attempt    int       `json:"attempt"`
+	Worker     string    `json:"worker"`
+	DurationMs int64     `json:"duration_ms"`
+	At         time.Time `json:"at"`
 }
 
 // MarshalJSON keeps lists as arrays even when the struct holds nil.
@@ -225,6 +229,7 @@ func NewResult(job Job, res *engine.Result, err error, attempt int, worker strin
 	if err != nil {
 		r.Outcome = ResultOutcome(err)
 		r.Error = String(err.Error())
+		r.Retryable = Retryable(err)
 	} else {
 		r.Outcome = res.Outcome()
 	}

@@ -30,7 +30,7 @@ func TestResultJSONEveryKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"applied", "at", "attempt", "backup", "duration_ms", "error", "from", "job_id", "outcome", "path", "run_id", "tenant", "to", "worker"}
+	want := []string{"applied", "at", "attempt", "backup", "duration_ms", "error", "from", "job_id", "outcome", "path", "retryable", "run_id", "tenant", "to", "worker"}
 	if got := keys(t, data); !reflect.DeepEqual(got, want) {
 		t.Fatalf("keys %v, want %v", got, want)
 	}

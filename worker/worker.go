@@ -332,30 +332,19 @@ func (w *Worker) pull(c jetstream.Consumer, n int, wait time.Duration, dispatch 
 	return got, nil
 }
 
-// ErrTargetBeyondHead: a job targets a version beyond this worker's
-// migrations. Retrying cannot help (the job fails at attempt 1).
-var ErrTargetBeyondHead = errors.New("job targets a version beyond this worker's migrations")
+// ErrTargetBeyondHead, TargetError and ErrTenantMoved are fleet's (the
+// classification of failures, fleet.Retryable, knows them).
+var (
+	ErrTargetBeyondHead = fleet.ErrTargetBeyondHead
+	ErrTenantMoved      = fleet.ErrTenantMoved
+)
 
-// TargetError is ErrTargetBeyondHead with the versions.
-type TargetError struct{ Target, Head int64 }
+// TargetError is fleet.TargetError.
+type TargetError = fleet.TargetError
 
-func (e *TargetError) Error() string {
-	return fmt.Sprintf("%v: the job targets version %d but this worker's migrations end at %d (deploy the new migrations to the workers, then run again)",
-		ErrTargetBeyondHead, e.Target, e.Head)
-}
-
-func (e *TargetError) Unwrap() error { return ErrTargetBeyondHead }
-
-// ErrTenantMoved: after the run, the tenant's path no longer resolves to
-// the file it resolved to before (a symlink or another file was swapped in
-// during the run). Not retried.
-var ErrTenantMoved = errors.New("the tenant's path changed during the run")
-
-// final reports whether err ends a job at once: retrying cannot help.
-func final(err error) bool {
-	return engine.IsRefusal(err) || errors.Is(err, engine.ErrNotFound) || errors.Is(err, fleet.ErrRejected) ||
-		errors.Is(err, ErrTargetBeyondHead) || errors.Is(err, ErrTenantMoved)
-}
+// final reports whether err ends a job at once: retrying cannot help
+// (fleet.Retryable decides).
+func final(err error) bool { return !fleet.Retryable(err) }
 
 // handle runs one job: validate it, resolve its DB beneath the root,
 // migrate, publish the result, then ack (or nak with backoff, or term).
@@ -431,7 +420,7 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg, migrated func())
 	if err != nil && !final(err) && int64(attempt) < w.maxDeliver(ctx, msg) {
 		stopHB()
 		delay := w.backoff(attempt)
-		log.Warn("migration failed, will retry", zap.Error(err), zap.Duration("retry_in", delay), zap.Int64("max_deliver", w.maxDel.Load()))
+		log.Debug("migration failed, will retry", zap.Error(err), zap.Duration("retry_in", delay), zap.Int64("max_deliver", w.maxDel.Load()))
 		_ = msg.NakWithDelay(delay)
 		w.Metrics.observe("retry", time.Since(start))
 		return

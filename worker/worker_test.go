@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"database/sql"
 	"io"
 	"net/http/httptest"
 	"os"
@@ -162,7 +163,7 @@ func testCore(t *testing.T, url string) {
 	}
 	mu.Unlock()
 	failed := rep.Failed()
-	if len(failed) != 2 || failed[0].Tenant != "zz-bad/app.db" || failed[0].Outcome != "failed" || failed[0].Attempt != 3 ||
+	if len(failed) != 2 || failed[0].Tenant != "zz-bad/app.db" || failed[0].Outcome != "failed" || failed[0].Attempt != 1 || failed[0].Retryable ||
 		failed[1].Tenant != "zz-legacy/app.db" || failed[1].Outcome != "unmanaged" || failed[1].Attempt != 1 {
 		t.Fatalf("failed: %+v", failed)
 	}
@@ -309,12 +310,15 @@ func testKilledWorker(t *testing.T, url string) {
 func TestMaxDeliverFinalFailed(t *testing.T) {
 	t.Parallel()
 	v := newEnv(t, fleettest.StartEmbedded(t, "", 0).URL)
-	fleettest.Breakable(t, v.e, v.path("bad/app.db"))
+	fleettest.Fleet(t, v.e, v.root, 1, nil)
+	if err := os.Rename(filepath.Join(v.root, "t-000"), filepath.Join(v.root, "stuck")); err != nil {
+		t.Fatal(err)
+	}
 	v.produce("maxdel", nil)
-	w := v.worker("w", 1, nil)
+	w := v.worker("w", 1, func(o *Options, _ *nats.Conn) { o.Engine = stuckEngine{v.e} })
 	rep := v.wait("maxdel", 1, 20*time.Second)
 	r := rep.Databases[0]
-	if r.Outcome != "failed" || r.Attempt != 3 || r.Error == nil || !strings.Contains(*r.Error, "notes") {
+	if r.Outcome != "failed" || r.Attempt != 3 || !r.Retryable || r.Error == nil || !strings.Contains(*r.Error, "locked") {
 		t.Fatalf("final result %+v", r)
 	}
 	if all := fleettest.All(t, v.js, "maxdel"); len(all) != 1 {
@@ -326,6 +330,44 @@ func TestMaxDeliverFinalFailed(t *testing.T) {
 	}
 	if rep.OK() {
 		t.Fatal("report ok with a failed DB")
+	}
+}
+
+// stuckEngine fails every migration of a DB whose path contains "stuck"
+// with a transient error: the DB held locked past the busy timeout.
+type stuckEngine struct{ *engine.Engine }
+
+func (s stuckEngine) Migrate(ctx context.Context, path string, o engine.MigrateOptions) (*engine.Result, error) {
+	if strings.Contains(path, "stuck") {
+		return nil, &engine.DBError{Path: path, Kind: engine.ErrLocked, Detail: "another connection held the write lock past the busy timeout (test)"}
+	}
+	return s.Engine.Migrate(ctx, path, o)
+}
+
+// A migration that fails deterministically (its SQL) is attempted once:
+// one result at attempt 1, retryable false, the job removed, and at most
+// one backup of the DB.
+func TestDeterministicFailureOnce(t *testing.T) {
+	t.Parallel()
+	v := newEnv(t, fleettest.StartEmbedded(t, "", 0).URL)
+	fleettest.Breakable(t, v.e, v.path("bad/app.db"))
+	v.produce("poison", nil)
+	w := v.worker("w", 1, func(o *Options, _ *nats.Conn) { o.NoBackup = false })
+	rep := v.wait("poison", 1, 20*time.Second)
+	r := rep.Databases[0]
+	if r.Outcome != "failed" || r.Attempt != 1 || r.Retryable || r.Error == nil || !strings.Contains(*r.Error, "notes") {
+		t.Fatalf("final result %+v", r)
+	}
+	fleettest.Eventually(t, 10*time.Second, "the job removed from the stream", func() bool { return fleettest.JobsLeft(t, v.js) == 0 })
+	if all := fleettest.All(t, v.js, "poison"); len(all) != 1 {
+		t.Fatalf("%d results", len(all))
+	}
+	if w.w.Metrics.Jobs("retry") != 0 {
+		t.Fatalf("%d retries of a deterministic failure", w.w.Metrics.Jobs("retry"))
+	}
+	baks, _ := filepath.Glob(v.path("bad/app.db") + ".*.bak")
+	if len(baks) > 1 {
+		t.Fatalf("%d backups: %v", len(baks), baks)
 	}
 }
 
@@ -636,12 +678,16 @@ func TestReadyAgainAfterConsumersRestored(t *testing.T) {
 func TestMaxDeliverLoweredByAnother(t *testing.T) {
 	t.Parallel()
 	v := newEnv(t, fleettest.StartEmbedded(t, "", 0).URL)
-	fleettest.Breakable(t, v.e, v.path("bad/app.db"))
-	v.worker("w", 1, nil) // provisions max deliver 3
-	v.set.MaxDeliver = 2  // the last one to provision wins
+	fleettest.Fleet(t, v.e, v.root, 1, nil)
+	if err := os.Rename(filepath.Join(v.root, "t-000"), filepath.Join(v.root, "stuck")); err != nil {
+		t.Fatal(err)
+	}
+	stuck := func(o *Options, _ *nats.Conn) { o.Engine = stuckEngine{v.e} }
+	v.worker("w", 1, stuck) // provisions max deliver 3
+	v.set.MaxDeliver = 2    // the last one to provision wins
 	v.produce("lowered", nil)
 	rep := v.wait("lowered", 1, 20*time.Second)
-	if r := rep.Databases[0]; r.Outcome != "failed" || r.Attempt != 2 || r.Error == nil || !strings.Contains(*r.Error, "notes") {
+	if r := rep.Databases[0]; r.Outcome != "failed" || r.Attempt != 2 || r.Error == nil || !strings.Contains(*r.Error, "locked") {
 		t.Fatalf("final result %+v", r)
 	}
 	fleettest.Eventually(t, 10*time.Second, "the job removed from the stream", func() bool { return fleettest.JobsLeft(t, v.js) == 0 })
@@ -673,5 +719,55 @@ func TestJobWithoutTenantLogsPath(t *testing.T) {
 	fleettest.Eventually(t, 10*time.Second, "the job's log line", func() bool { return logs.FilterMessage("job done").Len() == 1 })
 	if got := logs.FilterMessage("job done").All()[0].ContextMap()["tenant"]; got != path {
 		t.Fatalf("job logged with tenant %q, want %q", got, path)
+	}
+}
+
+// A tenant held locked past the busy timeout fails transiently: the job is
+// retried and ends migrated once the lock is released (released when the
+// first attempt is over, seen through the afterMigrate hook).
+func TestTransientFailureRetried(t *testing.T) {
+	t.Parallel()
+	v := newEnv(t, fleettest.StartEmbedded(t, "", 0).URL)
+	fleettest.Fleet(t, v.e, v.root, 1, func(int) int64 { return 1 })
+	path := v.path("t-000/app.db")
+	e, err := engine.New(engine.Options{Dir: fleettest.Migrations(), DirName: "test-migrations", BusyTimeout: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := sql.Open("sqlite", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	conn, err := db.Conn(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.ExecContext(context.Background(), "BEGIN IMMEDIATE"); err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	release := func() {
+		once.Do(func() {
+			_, _ = conn.ExecContext(context.Background(), "ROLLBACK")
+			conn.Close()
+		})
+	}
+	defer release()
+	v.produce("transient", nil)
+	v.worker("w", 1, func(o *Options, _ *nats.Conn) {
+		o.Engine = e
+		o.afterMigrate = func(_ context.Context, _ fleet.Job, attempt int) {
+			if attempt == 1 {
+				release()
+			}
+		}
+	})
+	rep := v.wait("transient", 1, 20*time.Second)
+	if r := rep.Databases[0]; r.Outcome != "migrated" || r.Attempt != 2 || r.Retryable || r.Error != nil {
+		t.Fatalf("result %+v", r)
+	}
+	if h := fleettest.History(t, path); !reflect.DeepEqual(h, []int64{1, 2, 3}) {
+		t.Fatalf("history %v", h)
 	}
 }
