@@ -108,7 +108,7 @@ func Check(ctx context.Context, o CheckOptions) (*CheckReport, error) {
 			file = de.File
 		}
 		msg := err.Error()
-		if de != nil && de.Other != "" {
+		if de != nil && de.Other != "" && !strings.Contains(msg, "renumber") && !errors.Is(err, ErrDuplicateVersion) {
 			msg += " (two branches added the same version? `shoal renumber` moves the newer one)"
 		}
 		problem(ProblemDirectory, file, lineOf(msg), nil, "%s", msg)

@@ -41,6 +41,27 @@ var (
 	ErrReadOnly = errors.New("database is not writable")
 	// ErrForeignKey: the run introduced foreign-key violations.
 	ErrForeignKey = errors.New("foreign key violations")
+	// ErrHotJournal: a writer was killed mid-transaction and left a hot
+	// -journal (or a -wal to recover) that a read-only look cannot roll
+	// back; the next read-write open (shoal migrate) rolls it back.
+	ErrHotJournal = errors.New("database has an interrupted transaction to roll back")
+	// ErrDiskFull: SQLite or the file system ran out of space (SQLITE_FULL,
+	// ENOSPC); the run was rolled back.
+	ErrDiskFull = errors.New("disk full")
+	// ErrTxControl: a transactional section holds BEGIN, COMMIT, END,
+	// ROLLBACK, SAVEPOINT or RELEASE (refused when the directory is
+	// loaded), or a statement ended the run's transaction while it ran.
+	ErrTxControl = errors.New("transaction control in a transactional migration")
+	// ErrUnversioned: a .sql, .sh or .py file in the migrations directory
+	// has no version, so it would never be applied.
+	ErrUnversioned = errors.New("migration file without a version")
+	// ErrDuplicateVersion: two migrations have the same version.
+	ErrDuplicateVersion = errors.New("two migrations with one version")
+	// ErrEmptyMigration: a pending migration's up section has no statement
+	// (the template `shoal new` writes); it is never applied as it is.
+	ErrEmptyMigration = errors.New("migration has no statement")
+	// ErrBadTarget: --to names a version above head, or between versions.
+	ErrBadTarget = errors.New("target is not a migration version")
 )
 
 // Outcomes as reported in results (contract: `outcome`).
@@ -100,6 +121,10 @@ type DirError struct {
 	File   string // offending file, if any
 	Other  string // second file, for duplicates
 	Reason string
+	// Kind, when set, is a more precise sentinel than ErrInvalidDir
+	// (ErrTxControl, ErrUnversioned, ErrDuplicateVersion); errors.Is
+	// matches both.
+	Kind error
 }
 
 func (e *DirError) Error() string {
@@ -115,7 +140,12 @@ func (e *DirError) Error() string {
 	return b.String()
 }
 
-func (e *DirError) Unwrap() error { return ErrInvalidDir }
+func (e *DirError) Unwrap() []error {
+	if e.Kind != nil {
+		return []error{ErrInvalidDir, e.Kind}
+	}
+	return []error{ErrInvalidDir}
+}
 
 // DBError is a refusal or a problem with one database file, saying which file
 // and what to do.
@@ -164,6 +194,16 @@ type MigrationError struct {
 	// Output is a script's captured stdout and stderr.
 	Output string
 	Err    error
+	// RunRolledBack: nothing of this run remains, the DB is as it was
+	// before the run (not only before the failed step). Removed: the DB
+	// file did not exist before the run and was removed again.
+	RunRolledBack bool
+	Removed       bool
+	// Kind, when set, is a more precise sentinel (ErrDiskFull,
+	// ErrTxControl) that errors.Is also matches; Hint then replaces the
+	// usual "fix the migration and run again".
+	Kind error
+	Hint string
 }
 
 func (e *MigrationError) Error() string {
@@ -180,11 +220,28 @@ func (e *MigrationError) Error() string {
 	if out := strings.TrimSpace(e.Output); out != "" {
 		fmt.Fprintf(&b, "\n--- output ---\n%s", out)
 	}
-	b.WriteString("; the database was left as before this step: fix the migration and run again")
+	switch {
+	case e.Removed:
+		b.WriteString("; this run was rolled back and the database file it had created was removed")
+	case e.RunRolledBack:
+		b.WriteString("; this run was rolled back: the database is as it was before the run")
+	default:
+		b.WriteString("; the database was left as before this step")
+	}
+	if e.Hint != "" {
+		b.WriteString(": " + e.Hint)
+	} else {
+		b.WriteString(": fix the migration and run again")
+	}
 	return b.String()
 }
 
-func (e *MigrationError) Unwrap() []error { return []error{ErrMigration, e.Err} }
+func (e *MigrationError) Unwrap() []error {
+	if e.Kind != nil {
+		return []error{ErrMigration, e.Kind, e.Err}
+	}
+	return []error{ErrMigration, e.Err}
+}
 
 // Errors of steps that run on a private copy, and of side files.
 var (

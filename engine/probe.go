@@ -19,7 +19,7 @@ func (e *Engine) Version(ctx context.Context, path string) (int64, error) {
 	if err != nil || !info.exists {
 		return 0, err
 	}
-	if e.headerAtHead(path, info.fp, info.hdr) {
+	if !info.pending && e.headerAtHead(path, info.fp, info.hdr) {
 		e.rememberAtHead(path, info.fp)
 		return e.head, nil
 	}
@@ -33,12 +33,16 @@ func (e *Engine) Version(ctx context.Context, path string) (int64, error) {
 		return 0, sqliteError(path, err)
 	}
 	defer conn.Close()
-	appID, err := pragmaInt(ctx, conn, "application_id")
+	// Every wait of this look shares one busy timeout.
+	budget := newWaitBudget(e.opts.BusyTimeout)
+	budget.opened(conn, e.opts.BusyTimeout)
+	q := budgeted(conn, budget)
+	appID, err := pragmaInt(ctx, q, "application_id")
 	if err != nil {
 		return 0, sqliteError(path, err)
 	}
 	if appID == shoalAppID {
-		uv, err := pragmaInt(ctx, conn, "user_version")
+		uv, err := pragmaInt(ctx, q, "user_version")
 		if err != nil {
 			return 0, sqliteError(path, err)
 		}
@@ -47,7 +51,7 @@ func (e *Engine) Version(ctx context.Context, path string) (int64, error) {
 			return e.head, nil
 		}
 	}
-	st, err := readState(ctx, path, conn)
+	st, err := readState(ctx, path, q)
 	if err != nil {
 		return 0, err
 	}

@@ -50,6 +50,8 @@ func TestMain(m *testing.M) {
 			os.Exit(1)
 		}
 		os.Exit(0)
+	case "hot":
+		os.Exit(helperHot())
 	}
 	os.Exit(m.Run())
 }
@@ -67,6 +69,8 @@ func helperMigrate() int {
 		files = longMigrations()
 	case "slowstep":
 		files = slowStepMigrations()
+	case "fresh":
+		files = freshMigrations()
 	}
 	e, err := New(Options{Dir: dir(files), DirName: "test", BusyTimeout: 60 * time.Second})
 	if err != nil {

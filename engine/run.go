@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -15,15 +16,26 @@ import (
 //
 // An already-current DB is checked without the write lock: through this
 // handle a DB verified at head costs about one stat(); a fresh handle reads
-// the 100-byte header (rollback-journal mode) or two header pragmas (WAL). Otherwise Migrate takes the migrator lock,
-// re-reads the history, checks the file (quick_check), optionally backs it
-// up, and applies the pending migrations in segments: consecutive
-// transactional migrations commit together with their history rows in one
-// BEGIN IMMEDIATE transaction; a script or transaction:false step runs alone,
+// the 100-byte header (rollback-journal mode) or two header pragmas (WAL).
+// Otherwise Migrate takes the migrator lock, opens the DB afresh, re-reads
+// the history, checks the file (quick_check), optionally backs it up, and
+// applies the pending migrations in segments: consecutive transactional
+// migrations commit together with their history rows in one BEGIN
+// IMMEDIATE transaction; a script or transaction:false step runs alone,
 // on a private copy brought back whole (runStep).
+//
+// Every wait of the run (SQLite's busy handler, the migrator lock, BEGIN
+// IMMEDIATE, COMMIT) spends from one budget of Options.BusyTimeout.
+//
+// A file that did not exist is created under the migrator lock; if the run
+// then fails with nothing applied, the file and the lock file it created
+// are removed again.
 func (e *Engine) Migrate(ctx context.Context, path string, o MigrateOptions) (*Result, error) {
 	target := e.head
 	if o.To > 0 {
+		if err := e.checkTarget(path, o.To); err != nil {
+			return nil, err
+		}
 		target = o.To
 	}
 	atHead := target >= e.head
@@ -36,29 +48,125 @@ func (e *Engine) Migrate(ctx context.Context, path string, o MigrateOptions) (*R
 	if err != nil {
 		return nil, err
 	}
-	if info.exists && atHead && !o.DryRun && e.headerAtHead(path, info.fp, info.hdr) {
+	if info.exists && !info.pending && atHead && !o.DryRun && e.headerAtHead(path, info.fp, info.hdr) {
 		e.rememberAtHead(path, info.fp)
 		res.From, res.To = e.head, e.head
 		return res, nil
 	}
-	exists := info.exists
+	budget := newWaitBudget(e.opts.BusyTimeout)
+	ctx = withBudget(ctx, budget)
 	if info.missing {
 		if o.MustExist {
 			return nil, &DBError{Path: path, Kind: ErrNotFound, Hint: "the tenant was removed, or the path is wrong; nothing was created"}
 		}
-		if o.DryRun {
-			// Report without creating the file.
-			st := &dbState{applied: map[int64]HistoryRow{}}
-			pending, err := e.plan(path, st, target, o)
-			if err != nil {
-				return nil, err
-			}
+		// Plan without creating the file: a dry run, or nothing to do.
+		st := &dbState{applied: map[int64]HistoryRow{}}
+		pending, err := e.plan(path, st, target, o)
+		if err != nil {
+			return nil, err
+		}
+		if o.DryRun || len(pending) == 0 {
 			res.Pending = appliedList(pending)
+			res.To = wouldReach(pending, 0, o.DryRun)
 			return res, nil
 		}
+		return e.migrateLocked(ctx, path, o, target, res)
 	}
 
-	db, err := openDB(path, e.opts.BusyTimeout, o.DryRun)
+	// A look without the lock, read-only in intent: the connection is
+	// closed before the lock is taken and never writes.
+	var rememberFP bool
+	done, err := func() (bool, error) {
+		db, err := openDB(path, e.opts.BusyTimeout, o.DryRun)
+		if err != nil {
+			return false, err
+		}
+		release := sqliteInUse(path) // raw reads of the file must not drop SQLite's locks (fdpark.go)
+		defer func() {
+			db.Close()
+			release()
+		}()
+		conn, err := db.Conn(ctx)
+		if err != nil {
+			return false, openError(path, err)
+		}
+		defer conn.Close()
+		budget.opened(conn, e.opts.BusyTimeout)
+		q := budgeted(conn, budget)
+		if info.exists && atHead && !o.DryRun {
+			appID, err := pragmaInt(ctx, q, "application_id")
+			if err != nil {
+				return false, sqliteError(path, err)
+			}
+			uv, err := pragmaInt(ctx, q, "user_version")
+			if err != nil {
+				return false, sqliteError(path, err)
+			}
+			if appID == shoalAppID && uv == e.headHash {
+				res.From, res.To = e.head, e.head
+				rememberFP = true // fingerprinted after close: closing may checkpoint a WAL
+				return true, nil
+			}
+		}
+		st := &dbState{applied: map[int64]HistoryRow{}}
+		if info.exists {
+			if st, err = readState(ctx, path, q); err != nil {
+				return false, err
+			}
+		}
+		pending, err := e.plan(path, st, target, o)
+		if err != nil {
+			return false, err
+		}
+		res.From, res.To = st.version, st.version
+		if o.DryRun {
+			res.Pending = appliedList(pending)
+			res.To = wouldReach(pending, st.version, true)
+			return true, nil
+		}
+		if len(pending) == 0 && !stepInterrupted(path) {
+			if target < st.version {
+				return false, &DBError{Path: path, Kind: ErrMigration, Detail: fmt.Sprintf("--to %d is below the current version %d", target, st.version),
+					Hint: "use `shoal down --to` to go back"}
+			}
+			return true, nil
+		}
+		return false, nil
+	}()
+	if rememberFP {
+		if info, ierr := inspectFile(path); ierr == nil && info.exists {
+			e.rememberAtHead(path, info.fp)
+		}
+	}
+	if err != nil || done {
+		if err != nil {
+			return nil, err
+		}
+		return res, nil
+	}
+	// Work is pending: serialise with other migrators, then look again.
+	return e.migrateLocked(ctx, path, o, target, res)
+}
+
+// migrateLocked is the part of a run under the migrator lock. The DB is
+// opened only once the lock is held, so the connection is on the file that
+// is there now: a failed first run of another migrator may have removed
+// the file it had created.
+func (e *Engine) migrateLocked(ctx context.Context, path string, o MigrateOptions, target int64, res *Result) (_ *Result, err error) {
+	budget := budgetFrom(ctx)
+	_, lerr := os.Lstat(lockPath(path))
+	lockExisted := lerr == nil
+	lk, err := acquireRunLock(ctx, path, budget)
+	if err != nil {
+		return nil, err
+	}
+	defer lk.release()
+	info, err := inspectFile(path)
+	if err != nil {
+		return nil, err
+	}
+	fresh := info.missing // this run creates the file
+	db, err := openDB(path, e.opts.BusyTimeout, false)
 	if err != nil {
 		return nil, err
 	}
@@ -67,7 +175,7 @@ func (e *Engine) Migrate(ctx context.Context, path string, o MigrateOptions) (*R
 		db.Close()
 		release()
 		// Closing the last connection may checkpoint a WAL: fingerprint after.
-		if err == nil && res.To >= e.head && !o.DryRun {
+		if err == nil && res.To >= e.head {
 			if info, ierr := inspectFile(path); ierr == nil && info.exists {
 				e.rememberAtHead(path, info.fp)
 			}
@@ -78,19 +186,19 @@ func (e *Engine) Migrate(ctx context.Context, path string, o MigrateOptions) (*R
 		return nil, openError(path, err)
 	}
 	defer conn.Close()
+	budget.opened(conn, e.opts.BusyTimeout)
+	q := budgeted(conn, budget)
 
-	if exists && atHead && !o.DryRun {
-		appID, err1 := pragmaInt(ctx, conn, "application_id")
-		uv, err2 := pragmaInt(ctx, conn, "user_version")
-		if err1 == nil && err2 == nil && appID == shoalAppID && uv == e.headHash {
-			res.From, res.To = e.head, e.head
-			return res, nil // remembered by the deferred fingerprint, taken after close
-		}
+	if err = e.recoverStep(ctx, path, conn, lk); err != nil {
+		return nil, err
 	}
-
+	exists, err := checkFile(path)
+	if err != nil {
+		return nil, err
+	}
 	st := &dbState{applied: map[int64]HistoryRow{}}
 	if exists {
-		if st, err = readState(ctx, path, conn); err != nil {
+		if st, err = readState(ctx, path, q); err != nil {
 			return nil, err
 		}
 	}
@@ -99,59 +207,160 @@ func (e *Engine) Migrate(ctx context.Context, path string, o MigrateOptions) (*R
 		return nil, err
 	}
 	res.From, res.To = st.version, st.version
-	if o.DryRun {
-		res.Pending = appliedList(pending)
-		return res, nil
-	}
-	if len(pending) == 0 && !stepInterrupted(path) {
+	if len(pending) == 0 {
 		if target < st.version {
 			return nil, &DBError{Path: path, Kind: ErrMigration, Detail: fmt.Sprintf("--to %d is below the current version %d", target, st.version),
 				Hint: "use `shoal down --to` to go back"}
 		}
-		return res, nil
-	}
-
-	// Work is pending: serialise with other migrators, then look again.
-	lk, err := acquireLock(ctx, path, e.opts.BusyTimeout)
-	if err != nil {
-		return nil, err
-	}
-	defer lk.release()
-	if err = e.recoverStep(ctx, path, conn, lk); err != nil {
-		return nil, err
-	}
-	if exists, err = checkFile(path); err != nil {
-		return nil, err
-	}
-	st = &dbState{applied: map[int64]HistoryRow{}}
-	if exists {
-		if st, err = readState(ctx, path, conn); err != nil {
-			return nil, err
-		}
-	}
-	if pending, err = e.plan(path, st, target, o); err != nil {
-		return nil, err
-	}
-	res.From, res.To = st.version, st.version
-	if len(pending) == 0 {
 		return res, nil // another migrator did the work
 	}
 	if err = checkWritable(path, exists); err != nil {
 		return nil, err
 	}
 	if exists {
-		if err = quickCheck(ctx, path, conn); err != nil {
+		if err = quickCheck(ctx, path, q); err != nil {
 			return nil, err
 		}
 		if o.Backup != nil {
 			if res.Backup, err = Backup(ctx, path, *o.Backup); err != nil {
+				if isDiskFull(err) {
+					return nil, diskFullError(path, err, "the backup before the run could not be written")
+				}
 				return nil, err
 			}
 		}
 	}
 	e.forget(path)
 	err = e.apply(ctx, path, conn, lk, st, pending, false, o.PerMigration, res)
+	if err != nil {
+		err = e.explainFailure(ctx, path, conn, lk, res, err, fresh, lockExisted)
+	}
 	return res, err
+}
+
+// explainFailure completes the error of a failed run: a full disk is said
+// so, with the space needed; a run of which nothing remains says "this run
+// was rolled back"; and a run that created the file removes it again (and
+// the lock file it created), leaving nothing that was not there.
+func (e *Engine) explainFailure(ctx context.Context, path string, conn *sql.Conn, lk *fileLock, res *Result, err error, fresh, lockExisted bool) error {
+	me, ok := err.(*MigrationError)
+	if !ok {
+		if isDiskFull(err) && !errors.Is(err, ErrDiskFull) {
+			return diskFullError(path, err, "")
+		}
+		return err
+	}
+	if isDiskFull(me.Err) {
+		me.Kind = ErrDiskFull
+		me.Hint = "disk full: " + diskFullDetail(path, "") + "; free space on that file system (or raise PRAGMA max_page_count if a migration set one) and run again"
+	}
+	if len(res.Applied) > 0 || stepInterrupted(path) {
+		return err // earlier segments of this run stay applied
+	}
+	st, rerr := readState(context.WithoutCancel(ctx), path, conn)
+	if rerr != nil || st.version != res.From {
+		return err
+	}
+	me.RunRolledBack = true
+	if fresh && st.userObjects == 0 && len(st.history) == 0 && removeFresh(context.WithoutCancel(ctx), path, conn) {
+		me.Removed = true
+		if !lockExisted {
+			os.Remove(lk.path) // under the flock; other waiters re-check the file they locked
+		}
+	}
+	return err
+}
+
+// removeFresh removes the DB file this run created, when it still holds
+// nothing but shoal's empty tables: under the write lock, so that no other
+// connection commits between the check and the removal.
+func removeFresh(ctx context.Context, path string, conn *sql.Conn) bool {
+	tx, err := conn.BeginTx(ctx, nil) // BEGIN IMMEDIATE
+	if err != nil {
+		return false
+	}
+	defer tx.Rollback()
+	st, err := readState(ctx, path, tx)
+	if err != nil || st.userObjects > 0 || len(st.history) > 0 {
+		return false
+	}
+	if err := os.Remove(path); err != nil {
+		return false
+	}
+	for _, side := range []string{"-journal", "-wal", "-shm"} {
+		os.Remove(path + side)
+	}
+	return true
+}
+
+// acquireRunLock takes the migrator lock within the run's wait budget, and
+// makes sure the file it locked is still the lock file at that path: a
+// failed first run removes the lock file it created, and a migrator that
+// was waiting on the removed file must lock the new one instead.
+func acquireRunLock(ctx context.Context, path string, budget *waitBudget) (*fileLock, error) {
+	for {
+		start := time.Now()
+		lk, err := acquireLock(ctx, path, budget.remaining())
+		budget.spend(start)
+		if err != nil {
+			return nil, err
+		}
+		held, herr := lk.f.Stat()
+		now, nerr := os.Lstat(lk.path)
+		if herr == nil && nerr == nil && os.SameFile(held, now) {
+			return lk, nil
+		}
+		lk.release()
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// wouldReach is the version a run applying pending would reach from
+// version from; for a dry run the result's To says it.
+func wouldReach(pending []*Migration, from int64, dryRun bool) int64 {
+	if !dryRun || len(pending) == 0 {
+		return from
+	}
+	return max(from, pending[len(pending)-1].Version)
+}
+
+// checkTarget refuses a --to that is above head or not a version: a target
+// never silently means another version.
+func (e *Engine) checkTarget(path string, to int64) error {
+	if to > e.head {
+		hint := "deploy the migrations up to that version, or leave --to out to migrate to head"
+		if e.head > 0 {
+			hint = fmt.Sprintf("pass --to %d or less (%d is head, %s), or deploy the migrations up to %d", e.head, e.head, e.byVersion[e.head].File, to)
+		}
+		return &DBError{Path: path, Kind: ErrBadTarget,
+			Detail: fmt.Sprintf("--to %d is above the newest migration (head is %d in %s)", to, e.head, e.opts.DirName),
+			Hint:   hint + "; nothing was changed"}
+	}
+	if _, ok := e.byVersion[to]; ok {
+		return nil
+	}
+	var below, above *Migration
+	for i := range e.migrations {
+		m := &e.migrations[i]
+		if m.Version < to {
+			below = m
+		} else if above == nil {
+			above = m
+		}
+	}
+	detail := fmt.Sprintf("--to %d is not the version of any migration", to)
+	hint := ""
+	switch {
+	case below != nil && above != nil:
+		detail += fmt.Sprintf(": it lies between %d (%s) and %d (%s)", below.Version, below.File, above.Version, above.File)
+		hint = fmt.Sprintf("pass --to %d to stop after %s, or --to %d to include %s", below.Version, below.File, above.Version, above.File)
+	case above != nil:
+		detail += fmt.Sprintf(": the first migration is %d (%s)", above.Version, above.File)
+		hint = fmt.Sprintf("pass --to %d", above.Version)
+	}
+	return &DBError{Path: path, Kind: ErrBadTarget, Detail: detail, Hint: hint + "; nothing was changed"}
 }
 
 // apply runs the planned steps in segments, recording each applied (or
@@ -244,7 +453,12 @@ func (e *Engine) runTxSegment(ctx context.Context, path string, conn *sql.Conn, 
 // when no foreign-key violations beyond allowed remain; otherwise it rolls
 // back and returns them.
 func (e *Engine) txSegment(ctx context.Context, path string, conn *sql.Conn, st *dbState, seg []*Migration, down bool, allowed []fkViolation) (done []Applied, violations []fkViolation, err error) {
-	tx, err := conn.BeginTx(ctx, nil) // BEGIN IMMEDIATE (_txlock=immediate)
+	guard, err := guardTx(conn)
+	if err != nil {
+		return nil, nil, sqliteError(path, err)
+	}
+	defer guard.release()
+	tx, err := beginTx(ctx, conn) // BEGIN IMMEDIATE (_txlock=immediate), within the run's wait budget
 	if err != nil {
 		return nil, nil, lockOrSQLite(path, err)
 	}
@@ -260,7 +474,7 @@ func (e *Engine) txSegment(ctx context.Context, path string, conn *sql.Conn, st 
 	}
 	for _, m := range seg {
 		start := time.Now()
-		if err = runMigrationTx(ctx, path, tx, m, down); err != nil {
+		if err = runMigrationTx(ctx, path, tx, m, down, guard); err != nil {
 			return nil, nil, err
 		}
 		took := time.Since(start)
@@ -279,7 +493,10 @@ func (e *Engine) txSegment(ctx context.Context, path string, conn *sql.Conn, st 
 	if violations = newViolations(after, allowed); len(violations) > 0 {
 		return nil, violations, nil
 	}
-	if err = tx.Commit(); err != nil {
+	if !guard.open() {
+		return nil, nil, endedError(path, seg[len(seg)-1], down, 0, Statement{}, nil)
+	}
+	if err = guard.commit(ctx, tx); err != nil {
 		return nil, nil, lockOrSQLite(path, err)
 	}
 	*st = stCopy
@@ -287,19 +504,38 @@ func (e *Engine) txSegment(ctx context.Context, path string, conn *sql.Conn, st 
 	return done, nil, nil
 }
 
-// runMigrationTx runs one migration's statements (or Go function) inside tx.
-func runMigrationTx(ctx context.Context, path string, tx *sql.Tx, m *Migration, down bool) error {
+// runMigrationTx runs one migration's statements (or Go function) inside
+// tx, checking after each that the transaction is still open.
+func runMigrationTx(ctx context.Context, path string, tx *sql.Tx, m *Migration, down bool, guard *txGuard) error {
 	if m.Kind == KindGo {
 		fn := m.Go.Up
 		if down {
 			fn = m.Go.Down
 		}
-		if err := fn(ctx, tx); err != nil {
+		err := fn(ctx, tx)
+		if !guard.open() {
+			return endedError(path, m, down, 0, Statement{}, err)
+		}
+		if err != nil {
 			return &MigrationError{Path: path, Version: m.Version, File: m.File, Down: down, Err: err}
 		}
 		return nil
 	}
-	return execStatements(ctx, path, tx, m, down)
+	stmts := m.Up
+	if down {
+		stmts = m.Down
+	}
+	for i, s := range stmts {
+		_, err := tx.ExecContext(ctx, s.SQL)
+		if !guard.open() {
+			return endedError(path, m, down, i+1, s, err)
+		}
+		if err != nil {
+			return &MigrationError{Path: path, Version: m.Version, File: m.File, Statement: i + 1, Line: s.Line,
+				SQL: s.SQL, Down: down, Err: err}
+		}
+	}
+	return nil
 }
 
 // execStatements runs the statements of a section one by one so a failure

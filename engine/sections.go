@@ -69,7 +69,7 @@ func parseSQLMigration(dirName string, m *Migration, text string) error {
 			return wrap(err)
 		}
 		m.Up = up
-		return nil
+		return checkTxControl(dirName, m)
 	}
 
 	var up, down *sectionMarker
@@ -119,6 +119,49 @@ func parseSQLMigration(dirName string, m *Migration, text string) error {
 	}
 	if m.UpNoTx {
 		m.Kind = KindSQLNoTx
+	}
+	return checkTxControl(dirName, m)
+}
+
+// txControl lists the statements that begin, end or nest a transaction.
+var txControl = map[string]bool{"BEGIN": true, "COMMIT": true, "END": true, "ROLLBACK": true, "SAVEPOINT": true, "RELEASE": true}
+
+// firstWord is the first keyword of a statement, upper case: its first
+// token when that is a bare word, else "". Statements start at their first
+// token, so a comment, a string or a quoted identifier is never taken for
+// it, and a CREATE TRIGGER ... BEGIN ... END is one statement starting with
+// CREATE.
+func firstWord(sql string) string {
+	i := 0
+	for i < len(sql) && sqlIDChar(sql[i]) {
+		i++
+	}
+	return strings.ToUpper(sql[:i])
+}
+
+// checkTxControl refuses transaction control in the sections shoal runs
+// inside its own transaction: a COMMIT there would commit half a run, a
+// ROLLBACK discard the earlier migrations of the segment. A section marked
+// transaction:false may keep them.
+func checkTxControl(dirName string, m *Migration) error {
+	check := func(stmts []Statement, section string) error {
+		for _, st := range stmts {
+			if w := firstWord(st.SQL); txControl[w] {
+				return &DirError{Dir: dirName, File: m.File, Kind: ErrTxControl,
+					Reason: fmt.Sprintf("line %d: %s in the %s section, which shoal runs inside its own transaction: "+
+						"remove it (each run commits its migrations together, or rolls them all back), or mark the section "+
+						"\"-- migrate:%s transaction:false\" to run it outside a transaction", st.Line, w, section, section)}
+			}
+		}
+		return nil
+	}
+	if !m.UpNoTx {
+		if err := check(m.Up, "up"); err != nil {
+			return err
+		}
+	}
+	if m.HasDown && !m.DownNoTx {
+		return check(m.Down, "down")
 	}
 	return nil
 }

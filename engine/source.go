@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -68,12 +69,12 @@ func loadMigrations(fsys fs.FS, dirName string, gos []GoMigration) ([]Migration,
 	byVersion := map[int64]string{} // version -> file, to find duplicates
 	claim := func(v int64, file string) error {
 		if other, dup := byVersion[v]; dup {
-			return &DirError{Dir: dirName, File: other, Other: file,
-				Reason: fmt.Sprintf("both have version %d: rename one of them so that every version is used once", v)}
+			return duplicateError(dirName, other, file, v)
 		}
 		byVersion[v] = file
 		return nil
 	}
+	var unversioned []string
 
 	if fsys != nil {
 		entries, err := fs.ReadDir(fsys, ".")
@@ -85,6 +86,12 @@ func loadMigrations(fsys fs.FS, dirName string, gos []GoMigration) ([]Migration,
 		}
 		for _, e := range entries {
 			name := e.Name()
+			if unversionedName(name) {
+				if skip, _ := skipEntry(fsys, dirName, e); !skip {
+					unversioned = append(unversioned, name)
+				}
+				continue
+			}
 			if ignoredName(name) {
 				continue
 			}
@@ -125,7 +132,83 @@ func loadMigrations(fsys fs.FS, dirName string, gos []GoMigration) ([]Migration,
 	}
 
 	sort.Slice(out, func(i, j int) bool { return out[i].Version < out[j].Version })
+	if len(unversioned) > 0 {
+		return nil, unversionedError(dirName, unversioned, out)
+	}
 	return out, nil
+}
+
+// unversionedName reports a .sql, .sh or .py file that is not a migration
+// by its name (no leading version) and not one of the files shoal ignores:
+// it would never be applied, so it is refused rather than skipped.
+func unversionedName(name string) bool {
+	if name == "" || name[0] == '.' || (name[0] >= '0' && name[0] <= '9') {
+		return false
+	}
+	if len(name) >= 6 && strings.EqualFold(name[:6], "readme") || name == "schema.sql" || name == SumFile {
+		return false
+	}
+	dot := strings.LastIndexByte(name, '.')
+	return dot > 0 && isMigrationExt(strings.ToLower(name[dot:]))
+}
+
+// unversionedError names the files without a version and the name each
+// would get as the next migration.
+func unversionedError(dirName string, files []string, ms []Migration) error {
+	sort.Strings(files)
+	width, next := 4, int64(1)
+	for _, m := range ms {
+		if m.Version >= next {
+			next = m.Version + 1
+		}
+		if m.Kind != KindGo {
+			if n, ok, err := ParseName(m.File); err == nil && ok {
+				width = n.Width
+			}
+		}
+	}
+	var renames []string
+	for i, f := range files {
+		dot := strings.LastIndexByte(f, '.')
+		desc := strings.Trim(strings.Map(func(r rune) rune {
+			if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' {
+				return r
+			}
+			return '_'
+		}, f[:dot]), "_")
+		if desc == "" {
+			desc = "change"
+		}
+		renames = append(renames, fmt.Sprintf("%s -> %0*d_%s%s", f, width, next+int64(i), desc, strings.ToLower(f[dot:])))
+	}
+	what := "has no version"
+	if len(files) > 1 {
+		what = "have no version"
+	}
+	return &DirError{Dir: dirName, File: strings.Join(files, ", "), Kind: ErrUnversioned,
+		Reason: fmt.Sprintf("%s, so shoal would never apply it: rename it with the next version (%s), "+
+			"or move it out of the directory (helper files may live in a subdirectory, which shoal does not read); %s",
+			what, strings.Join(renames, ", "), nameHint)}
+}
+
+// duplicateError names two migrations with one version. A .up/.down pair
+// is another tool's layout (golang-migrate and the like); two branches
+// that each added a migration are what `shoal renumber` untangles.
+func duplicateError(dirName, a, b string, v int64) error {
+	reason := fmt.Sprintf("both have version %d: rename one of them so that every version is used once "+
+		"(two branches added the same version? `shoal renumber` moves the newer one above the others)", v)
+	if isUpDownPair(a, b) {
+		reason = fmt.Sprintf("both have version %d: an .up.sql/.down.sql pair is another tool's layout (golang-migrate and the like), "+
+			"not shoal's one-file-per-version layout; shoal reads such directories as they are when told their layout "+
+			"(see `shoal migrate --help` for --layout), or merge each pair into one file with \"-- migrate:up\" and \"-- migrate:down\" sections", v)
+	}
+	return &DirError{Dir: dirName, File: a, Other: b, Kind: ErrDuplicateVersion, Reason: reason}
+}
+
+// isUpDownPair reports names like 0001_x.up.sql and 0001_x.down.sql.
+func isUpDownPair(a, b string) bool {
+	has := func(n, part string) bool { return strings.HasSuffix(strings.ToLower(n), part+".sql") }
+	return (has(a, ".up") && has(b, ".down")) || (has(a, ".down") && has(b, ".up"))
 }
 
 // skipEntry reports directory entries to skip (directories, also behind a

@@ -92,7 +92,7 @@ func TestLoadMigrationsEmpty(t *testing.T) {
 		"empty":         {},
 		"only ignored":  {"README": mapFile("x"), ".git/HEAD": mapFile("x"), "schema.sql": mapFile("x"), "shoal.sum": mapFile("")},
 		"only dirs":     {"0001_x.sql/a": mapFile("x")},
-		"not migration": {"notes.sql": mapFile("DROP TABLE users;")},
+		"helper in dir": {"lib/notes.sql": mapFile("DROP TABLE users;")},
 	} {
 		got, err := loadMigrations(fsys, "migs", nil)
 		if err != nil || len(got) != 0 {

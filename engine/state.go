@@ -33,6 +33,11 @@ type fileInfo struct {
 	exists  bool        // a SQLite database with content (not missing, not empty)
 	fp      fingerprint // valid when exists
 	hdr     [100]byte   // the header, when exists
+	// pending: the header is not a SQLite header (a first page zeroed or
+	// half-written by a writer that was killed) but a -journal or -wal
+	// lies beside the file: only SQLite may judge it, rolling the journal
+	// back (or recovering the WAL) when it opens the file read-write.
+	pending bool
 }
 
 // inspectFile stats a DB file and reads its 100-byte header once: what the
@@ -69,6 +74,16 @@ func inspectFile(path string) (fileInfo, error) {
 	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) {
 		return info, &DBError{Path: path, Kind: ErrCorrupt, Detail: "cannot read the header", Err: err}
 	}
+	if (n < len(sqliteMagic) || !bytes.Equal(info.hdr[:len(sqliteMagic)], []byte(sqliteMagic)) || n < 100) && hasSideJournal(path) {
+		// A fresh DB killed during its first run has a zeroed first
+		// page and a hot journal: SQLite rolls it back to an empty DB.
+		info.exists, info.pending = true, true
+		info.fp = fingerprint{db: fileIDOf(fi), walMode: true}
+		if info.fp.wal, err = statID(path + "-wal"); err != nil {
+			return info, &DBError{Path: path, Kind: ErrCorrupt, Detail: "cannot stat the -wal file", Err: err}
+		}
+		return info, nil
+	}
 	if n < len(sqliteMagic) || !bytes.Equal(info.hdr[:len(sqliteMagic)], []byte(sqliteMagic)) {
 		return info, &DBError{Path: path, Kind: ErrCorrupt, Detail: "not a SQLite database (no SQLite header)",
 			Hint: "check the path; restore the tenant from a backup if this file should be a database"}
@@ -85,6 +100,18 @@ func inspectFile(path string) (fileInfo, error) {
 		}
 	}
 	return info, nil
+}
+
+// hasSideJournal reports a non-empty -journal or -wal beside path: a
+// transaction SQLite may have to roll back or recover before the file's own
+// bytes mean anything. An empty -journal (journal_mode=TRUNCATE) is not hot.
+func hasSideJournal(path string) bool {
+	for _, side := range []string{"-journal", "-wal"} {
+		if fi, err := os.Lstat(path + side); err == nil && fi.Size() > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // checkFile is inspectFile for callers that only need to know whether the
@@ -152,6 +179,9 @@ func sqliteError(path string, err error) error {
 	var dbe *DBError
 	if errors.As(err, &dbe) {
 		return err
+	}
+	if cerr := classifySQLite(path, err); cerr != nil {
+		return cerr
 	}
 	msg := err.Error()
 	if strings.Contains(msg, "not a database") || strings.Contains(msg, "malformed") ||

@@ -16,6 +16,11 @@ type Status struct {
 	Applied []AppliedStatus `json:"applied"`
 	// Layout names the layout the migrations directory was read in.
 	Layout string `json:"layout"`
+	// Changed lists the files of applied migrations edited since they were
+	// applied (migrate refuses the DB until they are restored or accepted).
+	Changed []string `json:"changed"`
+	// Ahead lists applied versions that have no migration file.
+	Ahead []int64 `json:"ahead"`
 }
 
 // AppliedStatus is one history row and whether its file still matches.
@@ -27,22 +32,31 @@ type AppliedStatus struct {
 }
 
 // Status reads a DB's history without the write lock and without creating
-// the file (a missing file: version 0, everything pending).
+// or changing the file (a missing file: Exists false, version 0, everything
+// pending). Applied migrations whose file changed are marked, not refused.
+// A file with an interrupted transaction to roll back is ErrHotJournal.
 func (e *Engine) Status(ctx context.Context, path string) (*Status, error) {
-	s := &Status{Path: path, Head: e.head, Pending: []Applied{}, Applied: []AppliedStatus{}, Layout: e.layout}
-	exists, err := checkFile(path)
+	s := &Status{Path: path, Head: e.head, Pending: []Applied{}, Applied: []AppliedStatus{}, Changed: []string{}, Ahead: []int64{}, Layout: e.layout}
+	info, err := inspectFile(path)
 	if err != nil {
 		return nil, err
 	}
+	s.Exists = !info.missing
 	st := &dbState{applied: map[int64]HistoryRow{}}
-	if exists {
-		s.Exists = true
+	if info.exists {
 		db, err := openDB(path, e.opts.BusyTimeout, true)
 		if err != nil {
 			return nil, err
 		}
 		defer db.Close()
-		if st, err = readState(ctx, path, db); err != nil {
+		conn, err := db.Conn(ctx)
+		if err != nil {
+			return nil, sqliteError(path, err)
+		}
+		defer conn.Close()
+		budget := newWaitBudget(e.opts.BusyTimeout)
+		budget.opened(conn, e.opts.BusyTimeout)
+		if st, err = readState(ctx, path, budgeted(conn, budget)); err != nil {
 			return nil, err
 		}
 		if !st.managed && st.userObjects > 0 {
@@ -55,8 +69,12 @@ func (e *Engine) Status(ctx context.Context, path string) (*Status, error) {
 		if m, ok := e.byVersion[h.Version]; ok {
 			a.File = m.File
 			a.Changed = m.Checksum != h.Checksum
+			if a.Changed {
+				s.Changed = append(s.Changed, m.File)
+			}
 		} else {
 			a.Missing = true
+			s.Ahead = append(s.Ahead, h.Version)
 		}
 		s.Applied = append(s.Applied, a)
 	}
