@@ -178,8 +178,20 @@ func TestNewAndInit(t *testing.T) {
 	if strings.TrimSpace(o.stdout) != filepath.Join("migrations", "0002_second.sql") {
 		t.Fatalf("%+v", o)
 	}
-	// ./migrations now exists, so it is the default directory.
+	// ./migrations now exists, so it is the default directory. The empty
+	// templates are refused, naming the first, and nothing is created.
 	db := filepath.Join(d, "t.db")
+	if o := shoal(t, d, nil, "migrate", "--db", db); o.code != 1 || !strings.Contains(o.stderr, "0001_add_users.sql") || !strings.Contains(o.stderr, "no statement") {
+		t.Fatalf("%+v", o)
+	}
+	if _, err := os.Stat(db); !os.IsNotExist(err) {
+		t.Fatal("migrating an empty template created the DB")
+	}
+	for _, f := range []string{"0001_add_users.sql", "0002_second.sql"} {
+		if err := os.WriteFile(filepath.Join(d, "migrations", f), []byte("-- migrate:up\nCREATE TABLE t"+f[:4]+" (x);\n-- migrate:down\nDROP TABLE t"+f[:4]+";\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if o := shoal(t, d, nil, "migrate", "--db", db); o.code != 0 || !strings.Contains(o.stdout, "to 2") {
 		t.Fatalf("%+v", o)
 	}

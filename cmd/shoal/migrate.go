@@ -82,7 +82,11 @@ func migrateAction(c *cli.Context) error {
 	r := resultFor(path, res, merr, took)
 	// A failure is reported once, as the first stderr line (and in --json);
 	// success is logged for the record.
-	if merr == nil {
+	if merr == nil && res.DryRun {
+		// What would happen: the version it would reach and what it would apply.
+		log.Info("migrate", zap.String("db", path), zap.Bool("dry_run", true), zap.Int64("from", res.From),
+			zap.Int64("would_reach", res.To), zap.Int("would_apply", len(res.Pending)))
+	} else if merr == nil {
 		log.Info("migrate", zap.String("db", path), zap.String("outcome", r.Outcome), zap.Int64("duration_ms", r.DurationMs),
 			zap.Int64p("from", r.From), zap.Int64p("to", r.To), zap.Int("applied", len(r.Applied)))
 	}
@@ -105,7 +109,7 @@ func printMigrate(c *cli.Context, res *engine.Result) {
 	case res.DryRun && len(res.Pending) == 0:
 		printf(c, "%s: at version %d, nothing to apply\n", res.Path, res.From)
 	case res.DryRun:
-		printf(c, "%s: at version %d, would apply:\n", res.Path, res.From)
+		printf(c, "%s: at version %d, would migrate to %d, applying:\n", res.Path, res.From, res.To)
 		for _, a := range res.Pending {
 			printf(c, "  %s\n", a.File)
 		}

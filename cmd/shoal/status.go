@@ -37,6 +37,9 @@ func statusAction(c *cli.Context) error {
 			return err
 		}
 	} else {
+		if !s.Exists {
+			printf(c, "%s: the file does not exist (`shoal migrate` would create it); nothing was created\n", s.Path)
+		}
 		printf(c, "%s: version %d of %d (%s, %s layout)\n", s.Path, s.Version, s.Head, e.DirName(), e.Layout())
 		for _, a := range s.Applied {
 			mark := ""
