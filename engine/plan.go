@@ -28,7 +28,10 @@ func (e *Engine) plan(path string, st *dbState, target int64, o MigrateOptions) 
 				Detail: fmt.Sprintf("%s is pending but version %d is already applied", m.File, st.version),
 				Hint:   "renumber the migration above the newest applied one, or pass --allow-out-of-order"}
 		}
-		if (m.Kind == KindSQL || m.Kind == KindSQLNoTx) && len(m.Up) == 0 {
+		// Other layouts refuse empty files when loading (diesel's initial
+		// setup migration excepted); shoal's own loads them so that
+		// `shoal new` can run again, and holds them back here.
+		if e.layout == LayoutShoal && (m.Kind == KindSQL || m.Kind == KindSQLNoTx) && len(m.Up) == 0 {
 			return nil, &DBError{Path: path, Kind: ErrEmptyMigration,
 				Detail: fmt.Sprintf("%s is pending and its up section has no statement (the empty template `shoal new` writes?)", m.File),
 				Hint:   "write the migration's SQL, or delete the file (a deliberately empty step needs one statement, e.g. SELECT 1;); nothing was applied"}

@@ -191,24 +191,14 @@ func unversionedError(dirName string, files []string, ms []Migration) error {
 			what, strings.Join(renames, ", "), nameHint)}
 }
 
-// duplicateError names two migrations with one version. A .up/.down pair
-// is another tool's layout (golang-migrate and the like); two branches
-// that each added a migration are what `shoal renumber` untangles.
+// duplicateError names two migrations with one version: two branches that
+// each added a migration are what `shoal renumber` untangles. (A
+// golang-migrate .up.sql/.down.sql pair never gets here: such a directory
+// is read in its own layout.)
 func duplicateError(dirName, a, b string, v int64) error {
-	reason := fmt.Sprintf("both have version %d: rename one of them so that every version is used once "+
-		"(two branches added the same version? `shoal renumber` moves the newer one above the others)", v)
-	if isUpDownPair(a, b) {
-		reason = fmt.Sprintf("both have version %d: an .up.sql/.down.sql pair is another tool's layout (golang-migrate and the like), "+
-			"not shoal's one-file-per-version layout; shoal reads such directories as they are when told their layout "+
-			"(see `shoal migrate --help` for --layout), or merge each pair into one file with \"-- migrate:up\" and \"-- migrate:down\" sections", v)
-	}
-	return &DirError{Dir: dirName, File: a, Other: b, Kind: ErrDuplicateVersion, Reason: reason}
-}
-
-// isUpDownPair reports names like 0001_x.up.sql and 0001_x.down.sql.
-func isUpDownPair(a, b string) bool {
-	has := func(n, part string) bool { return strings.HasSuffix(strings.ToLower(n), part+".sql") }
-	return (has(a, ".up") && has(b, ".down")) || (has(a, ".down") && has(b, ".up"))
+	return &DirError{Dir: dirName, File: a, Other: b, Kind: ErrDuplicateVersion,
+		Reason: fmt.Sprintf("both have version %d: rename one of them so that every version is used once "+
+			"(two branches added the same version? `shoal renumber` moves the newer one above the others)", v)}
 }
 
 // skipEntry reports directory entries to skip (directories, also behind a

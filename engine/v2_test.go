@@ -259,10 +259,6 @@ func TestDuplicateVersionMessages(t *testing.T) {
 	if !errors.Is(err, ErrDuplicateVersion) || !strings.Contains(err.Error(), "shoal renumber") {
 		t.Fatalf("want a renumber hint, got %v", err)
 	}
-	_, err = New(Options{Dir: dir(map[string]string{"000001_init.up.sql": "CREATE TABLE a (x);", "000001_init.down.sql": "DROP TABLE a;"}), DirName: "migs"})
-	if !errors.Is(err, ErrDuplicateVersion) || !strings.Contains(err.Error(), "--layout") || !strings.Contains(err.Error(), "golang-migrate") {
-		t.Fatalf("want a layout hint for an .up/.down pair, got %v", err)
-	}
 }
 
 // The template of `shoal new` loads (so `shoal new` can run again) but is
