@@ -133,7 +133,7 @@ func (e *Engine) Migrate(ctx context.Context, path string, o MigrateOptions) (*R
 		}
 		return false, nil
 	}()
-	if rememberFP {
+	if rememberFP || err == nil && done && !o.DryRun && res.To >= e.head {
 		if info, ierr := inspectFile(path); ierr == nil && info.exists {
 			e.rememberAtHead(path, info.fp)
 		}
@@ -513,7 +513,7 @@ func runMigrationTx(ctx context.Context, path string, tx *sql.Tx, m *Migration, 
 			fn = m.Go.Down
 		}
 		err := fn(ctx, tx)
-		if !guard.open() {
+		if guard.endedByStatement(err) {
 			return endedError(path, m, down, 0, Statement{}, err)
 		}
 		if err != nil {
@@ -527,7 +527,7 @@ func runMigrationTx(ctx context.Context, path string, tx *sql.Tx, m *Migration, 
 	}
 	for i, s := range stmts {
 		_, err := tx.ExecContext(ctx, s.SQL)
-		if !guard.open() {
+		if guard.endedByStatement(err) {
 			return endedError(path, m, down, i+1, s, err)
 		}
 		if err != nil {

@@ -18,10 +18,11 @@ import (
 // a COMMIT, END or ROLLBACK inside a migration fails the segment cleanly
 // instead of committing half of it or running the rest in autocommit.
 type txGuard struct {
-	conn   *sql.Conn
-	hooked bool
-	ours   atomic.Bool // shoal's COMMIT is under way
-	ended  atomic.Bool // the transaction ended (rolled back, or a commit was refused)
+	conn       *sql.Conn
+	hooked     bool
+	ours       atomic.Bool // shoal's COMMIT is under way
+	vetoed     atomic.Bool // a commit other than shoal's was refused (and so rolled back)
+	rolledBack atomic.Bool // the transaction was rolled back
 }
 
 // hookConn is what modernc.org/sqlite's connection offers.
@@ -42,10 +43,10 @@ func guardTx(conn *sql.Conn) (*txGuard, error) {
 			if g.ours.Load() {
 				return 0
 			}
-			g.ended.Store(true)
+			g.vetoed.Store(true)
 			return 1 // turn the COMMIT into a ROLLBACK
 		})
-		h.RegisterRollbackHook(func() { g.ended.Store(true) })
+		h.RegisterRollbackHook(func() { g.rolledBack.Store(true) })
 		g.hooked = true
 		return nil
 	})
@@ -66,7 +67,19 @@ func (g *txGuard) release() {
 }
 
 // open reports that the segment's transaction is still open.
-func (g *txGuard) open() bool { return g == nil || !g.ended.Load() }
+func (g *txGuard) open() bool { return g == nil || !g.vetoed.Load() && !g.rolledBack.Load() }
+
+// endedByStatement reports that the statement that just ran (and returned
+// stmtErr) ended the transaction itself: it tried to commit, or rolled back
+// without failing. A statement that fails and makes SQLite roll the
+// transaction back on its own (SQLITE_FULL, SQLITE_IOERR, ON CONFLICT
+// ROLLBACK) is an ordinary failure.
+func (g *txGuard) endedByStatement(stmtErr error) bool {
+	if g == nil {
+		return false
+	}
+	return g.vetoed.Load() || g.rolledBack.Load() && stmtErr == nil
+}
 
 // commit lets shoal's own COMMIT through.
 func (g *txGuard) commit(ctx context.Context, tx *sql.Tx) error {

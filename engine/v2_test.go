@@ -220,7 +220,7 @@ INSERT INTO big SELECT hex(randomblob(100)) FROM c;`
 			t.Fatalf("message lacks %q: %s", want, msg)
 		}
 	}
-	if strings.Contains(msg, "quick_check") || strings.Contains(msg, "fix the migration") {
+	if strings.Contains(msg, "quick_check") || strings.Contains(msg, "fix the migration") || errors.Is(err, ErrTxControl) {
 		t.Fatalf("message gives the wrong advice: %s", msg)
 	}
 }
