@@ -31,6 +31,7 @@ var cliFlags = map[string][]string{
 	"run":          {"root", "pattern", "workers", "report", "dir"},
 	"enqueue":      {"db", "wait", "nats", "dir"},
 	"results":      {"run-id", "follow", "json", "nats"},
+	"nats setup":   {"nats", "node", "ack-wait", "max-deliver", "replicas", "duplicates", "results-max-age"},
 	"fleet status": {"root", "pattern", "json", "dir"},
 	"migrate":      {"db", "dir", "to", "backup", "dry-run", "allow-changed", "allow-out-of-order", "json"},
 	"status":       {"db", "dir", "json"},
@@ -48,7 +49,16 @@ var contractEnv = map[string]bool{
 	// Added to the producer's message for a root where the pattern matches
 	// nothing: the compose file says where tenant DBs must be put.
 	"SHOAL_EMPTY_HINT": true,
+	// NATS authentication and TLS (every command that talks to NATS) and
+	// `nats setup --replicas`.
+	"SHOAL_NATS_CREDS": true, "SHOAL_NATS_NKEY": true, "SHOAL_NATS_USER": true, "SHOAL_NATS_PASSWORD": true,
+	"SHOAL_NATS_TOKEN": true, "SHOAL_NATS_TLS_CA": true, "SHOAL_NATS_TLS_CERT": true, "SHOAL_NATS_TLS_KEY": true,
+	"SHOAL_NATS_REPLICAS": true,
 }
+
+// natsRole is the user of deploy/nats/accounts.conf each command runs as.
+var natsRole = map[string]string{"work": "shoal-worker", "produce": "shoal-producer", "nats setup": "shoal-admin",
+	"enqueue": "shoal-enqueue", "results": "shoal-results"}
 
 // checkCommand checks that args (without the program name) is a known
 // command with known flags, and returns the flags given as name -> value.
@@ -57,8 +67,8 @@ func checkCommand(t *testing.T, where string, args []string) (string, map[string
 	var cmd string
 	var rest []string
 	switch {
-	case len(args) >= 2 && args[0] == "fleet":
-		cmd, rest = "fleet "+args[1], args[2:]
+	case len(args) >= 2 && (args[0] == "fleet" || args[0] == "nats"):
+		cmd, rest = args[0]+" "+args[1], args[2:]
 	case len(args) >= 1:
 		cmd, rest = args[0], args[1:]
 	default:
@@ -547,12 +557,27 @@ func TestCompose(t *testing.T) {
 	if str(nats, "image") != "nats:2.10-alpine" {
 		t.Errorf("nats image %q: users get the official image", str(nats, "image"))
 	}
+	// JetStream with a store dir on the volume, and shoal's users: the
+	// shipped config, mounted read-only.
 	cmd := strings.Join(strs(nats, "command"), " ")
-	if !strings.Contains(cmd, "-js") || !strings.Contains(cmd, "-sd /data") {
-		t.Errorf("nats command %q: JetStream with a store dir on the volume", cmd)
+	if cmd != "-c /etc/nats/nats.conf" || !contains(strs(nats, "volumes"), "./deploy/nats:/etc/nats:ro") {
+		t.Errorf("nats command %q, volumes %v: want -c /etc/nats/nats.conf from ./deploy/nats", cmd, strs(nats, "volumes"))
+	}
+	conf, err := os.ReadFile("nats/nats.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !regexp.MustCompile(`(?s)jetstream \{\s*store_dir: "/data"\s*\}`).Match(conf) || !strings.Contains(string(conf), "include ./accounts.conf") ||
+		!strings.Contains(string(conf), "http_port: 8222") {
+		t.Errorf("deploy/nats/nats.conf: want JetStream stored in /data, monitoring on 8222 (health check), the users of accounts.conf:\n%s", conf)
 	}
 	if !contains(strs(nats, "volumes"), "nats:/data") {
 		t.Errorf("nats: JetStream store must be on the persistent volume nats:/data")
+	}
+	for k := range get(nats, "environment").(obj) {
+		if !regexp.MustCompile(`^SHOAL_NATS_(ADMIN|PRODUCER|WORKER|ENQUEUE|RESULTS)_PASSWORD$`).MatchString(k) {
+			t.Errorf("nats: environment %s is not a password accounts.conf reads", k)
+		}
 	}
 	if len(strs(nats, "healthcheck", "test")) == 0 {
 		t.Error("nats: no healthcheck")
@@ -595,6 +620,12 @@ func TestCompose(t *testing.T) {
 			t.Errorf("%s: should wait for NATS to be healthy", where)
 		}
 		sub, flags := checkCommand(t, where, composeCommand(svc))
+		// Authentication on: each service with its role's user.
+		if user := str(env, "SHOAL_NATS_USER"); user != natsRole[sub] {
+			t.Errorf("%s: SHOAL_NATS_USER %q, want %q for %s", where, user, natsRole[sub], sub)
+		} else if pw := str(env, "SHOAL_NATS_PASSWORD"); !strings.HasPrefix(pw, "${SHOAL_NATS_"+strings.ToUpper(strings.TrimPrefix(user, "shoal-"))+"_PASSWORD:?") {
+			t.Errorf("%s: SHOAL_NATS_PASSWORD %q: want the role's password from the environment, required", where, pw)
+		}
 		switch name {
 		case "worker":
 			if sub != "work" || str(svc, "restart") != "unless-stopped" {
@@ -616,6 +647,13 @@ func TestCompose(t *testing.T) {
 			}
 			if str(svc, "container_name") != "" || get(svc, "ports") != nil {
 				t.Errorf("%s: container_name or published ports prevent --scale worker=N", where)
+			}
+		case "nats-setup":
+			if sub != "nats setup" || str(svc, "restart") != "no" {
+				t.Errorf("%s: want a one-shot `nats setup`", where)
+			}
+			if str(get(services["worker"], "depends_on"), "nats-setup", "condition") != "service_completed_successfully" {
+				t.Errorf("%s: the workers must wait for it (their user may not create streams)", where)
 			}
 		case "producer", "stragglers":
 			if sub != "produce" || str(svc, "restart") != "no" {
@@ -664,13 +702,30 @@ func TestComposeConfig(t *testing.T) {
 	} else {
 		t.Skip("neither `docker compose` nor docker-compose is installed")
 	}
-	for _, files := range [][]string{{"-f", "../docker-compose.yml"}, {"-f", "../docker-compose.yml", "-f", "compose.test.yml"}} {
+	passwords := []string{}
+	for _, r := range []string{"ADMIN", "PRODUCER", "WORKER", "ENQUEUE", "RESULTS"} {
+		passwords = append(passwords, "SHOAL_NATS_"+r+"_PASSWORD=pw-"+r)
+	}
+	for _, files := range [][]string{{"-f", "../docker-compose.yml"}, {"-f", "../docker-compose.yml", "-f", "compose.test.yml"},
+		{"-f", "../docker-compose.yml", "-f", "compose.cluster.yml"}, {"-f", "../docker-compose.yml", "-f", "compose.cluster.yml", "-f", "compose.test.yml", "-f", "compose.cluster.test.yml"}} {
 		args := append(append(append([]string{}, base[1:]...), files...), "config", "-q")
 		cmd := exec.Command(base[0], args...)
+		cmd.Env = append(os.Environ(), passwords...)
 		out, err := cmd.CombinedOutput()
 		if err != nil || len(bytes.TrimSpace(out)) != 0 {
 			t.Errorf("%s %s: %v\n%s", base[0], strings.Join(args, " "), err, out)
 		}
+	}
+	// Without the NATS passwords, compose refuses to start anything.
+	args := append(append([]string{}, base[1:]...), "-f", "../docker-compose.yml", "config", "-q")
+	cmd := exec.Command(base[0], args...)
+	for _, e := range os.Environ() {
+		if !strings.HasPrefix(e, "SHOAL_NATS_") {
+			cmd.Env = append(cmd.Env, e)
+		}
+	}
+	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "set the NATS passwords") {
+		t.Errorf("compose config without the NATS passwords: %v\n%s", err, out)
 	}
 }
 
@@ -925,6 +980,69 @@ func TestFlagsExistInCLI(t *testing.T) {
 			if !regexp.MustCompile(`--` + regexp.QuoteMeta(f) + `\b`).Match(out) {
 				t.Errorf("shoal %s: no flag --%s in --help", cmd, f)
 			}
+		}
+	}
+}
+
+// The opt-in three-node cluster: same image as the first server, the
+// shipped cluster config and users, R3 streams, every shoal service given
+// the three URLs.
+func TestComposeCluster(t *testing.T) {
+	base := readDocs(t, "../docker-compose.yml")[0]
+	c := readDocs(t, "compose.cluster.yml")[0]
+	services, _ := get(c, "services").(obj)
+	urls := "nats://nats:4222,nats://nats-2:4222,nats://nats-3:4222"
+	for _, name := range []string{"nats", "nats-2", "nats-3"} {
+		svc := services[name]
+		if svc == nil {
+			t.Fatalf("compose.cluster.yml: no service %s", name)
+		}
+		if cmd := strings.Join(strs(svc, "command"), " "); cmd != "-c /etc/nats/cluster.conf" {
+			t.Errorf("%s: command %q", name, cmd)
+		}
+		if name == "nats" {
+			continue
+		}
+		if img := interpolate(str(svc, "image")); img != str(base, "services", "nats", "image") {
+			t.Errorf("%s: image %q, want the first server's %q", name, img, str(base, "services", "nats", "image"))
+		}
+		if !contains(strs(svc, "volumes"), name+":/data") || !contains(strs(svc, "volumes"), "./deploy/nats:/etc/nats:ro") {
+			t.Errorf("%s: volumes %v", name, strs(svc, "volumes"))
+		}
+		if str(svc, "environment", "SERVER_NAME") != name {
+			t.Errorf("%s: SERVER_NAME %q", name, str(svc, "environment", "SERVER_NAME"))
+		}
+		if len(strs(svc, "healthcheck", "test")) == 0 {
+			t.Errorf("%s: no health check", name)
+		}
+	}
+	conf, err := os.ReadFile("nats/cluster.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"nats", "nats-2", "nats-3"} {
+		if !strings.Contains(string(conf), `"nats-route://`+n+`:6222"`) {
+			t.Errorf("deploy/nats/cluster.conf: no route to %s", n)
+		}
+	}
+	if !strings.Contains(string(conf), "include ./accounts.conf") || !strings.Contains(string(conf), "server_name: $SERVER_NAME") {
+		t.Errorf("deploy/nats/cluster.conf: want the shipped users and SERVER_NAME")
+	}
+	if str(services["nats-setup"], "environment", "SHOAL_NATS_REPLICAS") != "3" {
+		t.Errorf("nats-setup: the cluster's streams need 3 replicas")
+	}
+	for name := range get(base, "services").(obj) {
+		if name == "nats" {
+			continue
+		}
+		if u := str(services[name], "environment", "SHOAL_NATS"); u != urls {
+			t.Errorf("compose.cluster.yml: %s SHOAL_NATS %q, want %q", name, u, urls)
+		}
+	}
+	ct := readDocs(t, "compose.cluster.test.yml")[0]
+	for _, name := range []string{"nats-2", "nats-3"} {
+		if img := interpolate(str(ct, "services", name, "image")); img != "shoal-nats:e2e" {
+			t.Errorf("compose.cluster.test.yml: %s image %q, want the locally built shoal-nats:e2e", name, img)
 		}
 	}
 }

@@ -188,12 +188,23 @@ func newHarness(t *testing.T) *harness {
 		"SHOAL_MAX_DELIVER=5",
 		"SHOAL_LOG_FORMAT=json",
 	)
+	// NATS runs with the shipped users (deploy/nats): every service
+	// connects with its role; the test reads results as the admin.
+	for _, r := range e2eRoles {
+		h.env = append(h.env, "SHOAL_NATS_"+strings.ToUpper(r)+"_PASSWORD="+e2ePassword(r))
+	}
 	cu, cg := containerUser()
 	h.env = append(h.env, fmt.Sprintf("E2E_USER=%d:%d", cu, cg))
 	t.Cleanup(h.teardown)
 	t.Logf("work dir %s, compose project %s, NATS on 127.0.0.1:%d", h.work, h.project, h.natsPort)
 	return h
 }
+
+// e2eRoles are the users of deploy/nats/accounts.conf.
+var e2eRoles = []string{"admin", "producer", "worker", "enqueue", "results"}
+
+// e2ePassword is a role's password in the test deployment.
+func e2ePassword(role string) string { return "e2e-" + role + "-password" }
 
 func freePort(t *testing.T) int {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -361,7 +372,8 @@ func (h *harness) up() {
 	h.composeRun("up", "-d", "nats")
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		nc, err := nats.Connect(fmt.Sprintf("nats://127.0.0.1:%d", h.natsPort), nats.MaxReconnects(-1), nats.ReconnectWait(200*time.Millisecond))
+		nc, err := nats.Connect(fmt.Sprintf("nats://127.0.0.1:%d", h.natsPort), nats.MaxReconnects(-1), nats.ReconnectWait(200*time.Millisecond),
+			nats.UserInfo("shoal-admin", e2ePassword("admin")))
 		if err == nil {
 			js, err := jetstream.New(nc)
 			if err == nil {
@@ -371,6 +383,9 @@ func (h *harness) up() {
 			}
 			if err == nil {
 				h.nc, h.js = nc, js
+				// The admin user creates the streams and consumers
+				// (the workers' and producer's users may not).
+				h.composeRun("run", "--rm", "-T", "nats-setup")
 				return
 			}
 			nc.Close()
@@ -626,8 +641,10 @@ func (h *harness) verify(t *testing.T, r *run, name, workers, set, note string) 
 	}
 
 	// `shoal results --json` (the contract's reader) agrees with the report
-	out, err := exec.Command(h.shoal, "results", "--run-id", r.id, "--json",
-		"--nats", fmt.Sprintf("nats://127.0.0.1:%d", h.natsPort)).Output()
+	rcmd := exec.Command(h.shoal, "results", "--run-id", r.id, "--json",
+		"--nats", fmt.Sprintf("nats://127.0.0.1:%d", h.natsPort))
+	rcmd.Env = append(os.Environ(), "SHOAL_NATS_USER=shoal-results", "SHOAL_NATS_PASSWORD="+e2ePassword("results"))
+	out, err := rcmd.Output()
 	var viaCLI report
 	if err != nil {
 		t.Errorf("shoal results --run-id %s --json: %v\n%s", r.id, err, out)

@@ -37,6 +37,11 @@ work=${E2E_WORK:-$(mktemp -d /tmp/shoal-e2e.XXXXXX)}
 export E2E_PROJECT=$project E2E_WORK=$work
 export E2E_SHOAL_IMAGE=${E2E_SHOAL_IMAGE:-shoal:e2e} E2E_NATS_IMAGE=${E2E_NATS_IMAGE:-shoal-nats:e2e}
 export E2E_SHOAL_BIN=$repo/bin/shoal
+# NATS runs with the shipped users (deploy/nats); the compose file requires
+# their passwords. The test sets the same ones (e2e/e2e_test.go e2ePassword).
+for role in admin producer worker enqueue results; do
+	export "SHOAL_NATS_${role^^}_PASSWORD=e2e-$role-password"
+done
 
 cleanup() {
 	rc=$?

@@ -126,6 +126,7 @@ func (p *proc) start(t testing.TB) {
 	defer p.mu.Unlock()
 	cmd := exec.Command(p.bin, p.args...)
 	cmd.Env = p.env
+	cmd.SysProcAttr = procAttr()
 	if p.log != nil {
 		cmd.Stdout, cmd.Stderr = p.log, p.log
 	}
@@ -169,11 +170,14 @@ type Cluster struct {
 	Nodes []*Node
 }
 
-// Node is one server of a Cluster.
+// Node is one server of a Cluster: a process, or a server in this process.
 type Node struct {
 	Name string
 	URL  string
 	p    *proc
+	conf string // in-process: the config file
+	mu   sync.Mutex
+	ns   *server.Server
 }
 
 // URLs is every node's client URL, comma-separated.
@@ -195,23 +199,57 @@ func (c *Cluster) Node(name string) *Node {
 	return nil
 }
 
-// Kill sends the node SIGKILL.
-func (n *Node) Kill() { n.p.kill() }
+// Kill sends the node SIGKILL (an in-process node: shuts it down).
+func (n *Node) Kill() {
+	if n.p != nil {
+		n.p.kill()
+		return
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.ns != nil {
+		n.ns.Shutdown()
+		n.ns.WaitForShutdown()
+		n.ns = nil
+	}
+}
 
 // Restart starts a killed node again with its store.
 func (n *Node) Restart(t testing.TB) {
 	t.Helper()
-	n.p.start(t)
+	if n.p != nil {
+		n.p.start(t)
+	} else {
+		n.startInProcess(t)
+	}
 	waitUp(t, n.URL, nats.UserInfo(RoleUser("admin"), RolePassword("admin")))
 }
 
+func (n *Node) startInProcess(t testing.TB) {
+	t.Helper()
+	opts, err := server.ProcessConfigFile(n.conf)
+	if err != nil {
+		t.Fatalf("%s: %v", n.conf, err)
+	}
+	opts.NoSigs, opts.NoLog = true, true
+	ns, err := server.NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns.Start()
+	n.mu.Lock()
+	n.ns = ns
+	n.mu.Unlock()
+}
+
 // StartCluster starts size system nats-server processes as one JetStream
-// cluster (skipped without a nats-server binary) and waits until its
-// JetStream meta group has a leader.
-func StartCluster(t testing.TB, size int) *Cluster {
+// cluster (skipped without a nats-server binary) or, with inProcess, size
+// servers of the Go module in this process, and waits until its JetStream
+// meta group has a leader.
+func StartCluster(t testing.TB, size int, inProcess bool) *Cluster {
 	t.Helper()
 	bin := SystemBinary()
-	if bin == "" {
+	if bin == "" && !inProcess {
 		t.Skip("no nats-server binary (/usr/sbin/nats-server or in PATH): apt-get install nats-server to run the cluster tests")
 	}
 	src := DeployDir(t)
@@ -219,6 +257,11 @@ func StartCluster(t testing.TB, size int) *Cluster {
 	accounts, err := os.ReadFile(filepath.Join(src, "accounts.conf"))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if inProcess {
+		for k, v := range RolePasswords() {
+			accounts = []byte(strings.ReplaceAll(string(accounts), "$"+k, strconv.Quote(v)))
+		}
 	}
 	if err := os.WriteFile(filepath.Join(dir, "accounts.conf"), accounts, 0o600); err != nil {
 		t.Fatal(err)
@@ -252,6 +295,13 @@ include ./accounts.conf
 		if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
 			t.Fatal(err)
 		}
+		if inProcess {
+			n := &Node{Name: name, URL: fmt.Sprintf("nats://127.0.0.1:%d", clientPorts[i]), conf: path}
+			n.startInProcess(t)
+			t.Cleanup(n.Kill)
+			c.Nodes = append(c.Nodes, n)
+			continue
+		}
 		logf, err := os.Create(filepath.Join(dir, name+".log"))
 		if err != nil {
 			t.Fatal(err)
@@ -264,6 +314,23 @@ include ./accounts.conf
 	}
 	for _, n := range c.Nodes {
 		waitUp(t, n.URL, nats.UserInfo(RoleUser("admin"), RolePassword("admin")))
+	}
+	// JetStream answers once the meta group has elected a leader.
+	nc, err := nats.Connect(c.URLs(), nats.UserInfo(RoleUser("admin"), RolePassword("admin")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		m, err := nc.Request("$JS.API.INFO", nil, 2*time.Second)
+		if err == nil && !strings.Contains(string(m.Data), `"error"`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the JetStream cluster did not become ready: %v (logs in %s)", err, dir)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 	return c
 }
