@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"gopkg.in/yaml.v3"
 )
 
@@ -258,7 +259,7 @@ func TestK8sManifests(t *testing.T) {
 		t.Errorf("ConfigMap shoal: SHOAL_ROOT %q, SHOAL_DIR %q must be set", root, dir)
 	}
 
-	workers := 0
+	workers, setups := 0, 0
 	for _, o := range objs {
 		doc := o.doc
 		kind := str(doc, "kind")
@@ -333,11 +334,23 @@ func TestK8sManifests(t *testing.T) {
 				}
 				mounts[str(m, "mountPath")] = str(m, "name")
 			}
-			if mounts[root] == "" {
+			if mounts[root] == "" && cmd != "nats setup" {
 				t.Errorf("%s: SHOAL_ROOT %s is not mounted", where, root)
 			}
-			if mounts[dir] == "" {
+			if mounts[dir] == "" && cmd != "nats setup" {
 				t.Errorf("%s: SHOAL_DIR %s (migrations) is not mounted", where, dir)
+			}
+			// Authentication on: the role's user, the password from the Secret.
+			envs := map[string]obj{}
+			for _, e := range list(c, "env") {
+				envs[str(e, "name")] = e.(obj)
+			}
+			if u := str(envs["SHOAL_NATS_USER"], "value"); u != natsRole[cmd] {
+				t.Errorf("%s: SHOAL_NATS_USER %q, want %q", where, u, natsRole[cmd])
+			}
+			if str(envs["SHOAL_NATS_PASSWORD"], "valueFrom", "secretKeyRef", "name") != "shoal-nats-users" ||
+				"shoal-"+str(envs["SHOAL_NATS_PASSWORD"], "valueFrom", "secretKeyRef", "key") != natsRole[cmd] {
+				t.Errorf("%s: SHOAL_NATS_PASSWORD must come from Secret shoal-nats-users, key of the role", where)
 			}
 			if get(c, "securityContext", "readOnlyRootFilesystem") == true && mounts["/tmp"] == "" {
 				t.Errorf("%s: read-only root filesystem without a /tmp volume (SQLite temp files)", where)
@@ -369,6 +382,14 @@ func TestK8sManifests(t *testing.T) {
 						t.Errorf("%s: backoffLimit must be 0 (shoal retries per DB itself)", where)
 					}
 				}
+			case "nats setup":
+				if str(spec, "restartPolicy") != "Never" || kind != "Job" {
+					t.Errorf("%s: want a one-shot Job", where)
+				}
+				if flags["replicas"] != "3" {
+					t.Errorf("%s: --replicas %q, want 3 for the three-node cluster", where, flags["replicas"])
+				}
+				setups++
 			default:
 				t.Errorf("%s: unexpected command %q", where, cmd)
 			}
@@ -376,6 +397,9 @@ func TestK8sManifests(t *testing.T) {
 	}
 	if workers < 2 {
 		t.Errorf("want the worker Deployment and a per-node example, found %d worker containers", workers)
+	}
+	if setups != 1 {
+		t.Errorf("want one `nats setup` Job (the only role that creates streams), found %d", setups)
 	}
 }
 
@@ -1043,6 +1067,95 @@ func TestComposeCluster(t *testing.T) {
 	for _, name := range []string{"nats-2", "nats-3"} {
 		if img := interpolate(str(ct, "services", name, "image")); img != "shoal-nats:e2e" {
 			t.Errorf("compose.cluster.test.yml: %s image %q, want the locally built shoal-nats:e2e", name, img)
+		}
+	}
+}
+
+// The three-node NATS StatefulSet: the shipped users (a byte-for-byte copy
+// of deploy/nats/accounts.conf), a config the NATS server module accepts,
+// the passwords from the Secret, one persistent volume per server, the
+// client Service the shoal ConfigMap points at.
+func TestK8sNATS(t *testing.T) {
+	docs := readDocs(t, "k8s/nats/nats.yaml")
+	byKind := map[string]obj{}
+	for _, d := range docs {
+		byKind[str(d, "kind")+"/"+str(d, "metadata", "name")] = d
+		if str(d, "kind") != "Namespace" && str(d, "metadata", "namespace") != "nats" {
+			t.Errorf("%s/%s: namespace %q, want nats", str(d, "kind"), str(d, "metadata", "name"), str(d, "metadata", "namespace"))
+		}
+		if str(d, "metadata", "labels", "app.kubernetes.io/name") != "nats" {
+			t.Errorf("%s/%s: label app.kubernetes.io/name=nats (shoal's NetworkPolicy selects it)", str(d, "kind"), str(d, "metadata", "name"))
+		}
+	}
+	cm := byKind["ConfigMap/nats-config"]
+	if cm == nil {
+		t.Fatal("no ConfigMap nats-config")
+	}
+	want, err := os.ReadFile("nats/accounts.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if str(cm, "data", "accounts.conf") != string(want) {
+		t.Errorf("ConfigMap nats-config accounts.conf differs from deploy/nats/accounts.conf: copy it")
+	}
+	// The server module parses it (passwords and POD_NAME from the env).
+	dir := t.TempDir()
+	for _, f := range []string{"nats.conf", "accounts.conf"} {
+		os.WriteFile(filepath.Join(dir, f), []byte(str(cm, "data", f)), 0o600)
+	}
+	t.Setenv("POD_NAME", "nats-0")
+	for _, r := range []string{"ADMIN", "PRODUCER", "WORKER", "ENQUEUE", "RESULTS"} {
+		t.Setenv("SHOAL_NATS_"+r+"_PASSWORD", "pw")
+	}
+	opts, err := server.ProcessConfigFile(filepath.Join(dir, "nats.conf"))
+	if err != nil {
+		t.Fatalf("nats.conf of the ConfigMap: %v", err)
+	}
+	if !opts.JetStream || opts.StoreDir != "/data" || opts.Cluster.Port != 6222 || len(opts.Routes) != 3 || opts.ServerName != "nats-0" || len(opts.Users) != 5 {
+		t.Errorf("nats.conf: JetStream %v store %q cluster port %d routes %d server %q users %d", opts.JetStream, opts.StoreDir, opts.Cluster.Port,
+			len(opts.Routes), opts.ServerName, len(opts.Users))
+	}
+	ss := byKind["StatefulSet/nats"]
+	if ss == nil {
+		t.Fatal("no StatefulSet nats")
+	}
+	if intval(t, "StatefulSet nats", ss, "spec", "replicas") != 3 || str(ss, "spec", "serviceName") != "nats-headless" || byKind["Service/nats-headless"] == nil {
+		t.Errorf("StatefulSet nats: want 3 replicas behind the headless Service nats-headless")
+	}
+	for _, r := range opts.Routes {
+		if !regexp.MustCompile(`^nats-[0-2]\.nats-headless\.nats\.svc$`).MatchString(r.Hostname()) {
+			t.Errorf("route %s is not a pod of the StatefulSet", r)
+		}
+	}
+	c := list(ss, "spec", "template", "spec", "containers")[0]
+	if str(c, "image") != "nats:2.10-alpine" || strings.Join(strs(c, "args"), " ") != "-c /etc/nats/nats.conf" {
+		t.Errorf("nats container: image %q args %v", str(c, "image"), strs(c, "args"))
+	}
+	envs := map[string]obj{}
+	for _, e := range list(c, "env") {
+		envs[str(e, "name")] = e.(obj)
+	}
+	for _, r := range []string{"admin", "producer", "worker", "enqueue", "results"} {
+		e := envs["SHOAL_NATS_"+strings.ToUpper(r)+"_PASSWORD"]
+		if str(e, "valueFrom", "secretKeyRef", "name") != "shoal-nats-users" || str(e, "valueFrom", "secretKeyRef", "key") != r {
+			t.Errorf("nats container: the %s password must come from Secret shoal-nats-users key %s", r, r)
+		}
+	}
+	if str(envs["POD_NAME"], "valueFrom", "fieldRef", "fieldPath") != "metadata.name" {
+		t.Errorf("nats container: POD_NAME from metadata.name (server_name)")
+	}
+	if str(list(ss, "spec", "volumeClaimTemplates")[0], "metadata", "name") != "data" {
+		t.Errorf("StatefulSet nats: no volumeClaimTemplate data (JetStream store)")
+	}
+	if byKind["PodDisruptionBudget/nats"] == nil {
+		t.Errorf("no PodDisruptionBudget: a drain could take two servers and the quorum")
+	}
+	// shoal's ConfigMap points at the client Service.
+	for _, o := range loadK8s(t) {
+		if str(o.doc, "kind") == "ConfigMap" && str(o.doc, "metadata", "name") == "shoal" {
+			if u := str(o.doc, "data", "SHOAL_NATS"); u != "nats://nats.nats.svc:4222" || byKind["Service/nats"] == nil {
+				t.Errorf("SHOAL_NATS %q: want the Service nats of namespace nats", u)
+			}
 		}
 	}
 }
