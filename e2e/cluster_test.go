@@ -336,7 +336,24 @@ func clusterDrill(t *testing.T, c *fleettest.Cluster) {
 	// rate before the kill.
 	rate := float64(atKill) / killAt.Sub(all[0].at).Seconds()
 	lost := end.Sub(all[0].at).Seconds() - float64(tenants)/rate
-	multiAttempt, multiResult := 0, 0
+	// Stored results (the stream de-duplicates a result published twice):
+	// more than one for a tenant means its job ran again after a lost ack.
+	stored := map[string]int{}
+	storedTotal := 0
+	{
+		fctx, fcancel := context.WithTimeout(ctx, 20*time.Second)
+		err := fleet.Follow(fctx, sjs, fleet.DefaultNames(), runID, fleet.NewTracker(runID, start), fleet.FollowOptions{
+			OnResult: func(r fleet.Result) {
+				stored[r.Tenant]++
+				storedTotal++
+				attempts[r.Tenant] = max(attempts[r.Tenant], r.Attempt)
+			}})
+		fcancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	multiAttempt, multiResult, multiStored := 0, 0, 0
 	for tn := range results {
 		if attempts[tn] > 1 {
 			multiAttempt++
@@ -344,20 +361,24 @@ func clusterDrill(t *testing.T, c *fleettest.Cluster) {
 		if results[tn] > 1 {
 			multiResult++
 		}
+		if stored[tn] > 1 {
+			multiStored++
+		}
 	}
 	stalled := firstAfter.Sub(lastBefore)
 	t.Logf("cluster drill (nats-server %s): %d tenants, %d jobs + %d found current by the producer, killed %s (jobs leader) after %d results; new leader %s; "+
 		"first result after the kill %.2fs after the last one before; longest gap between results before the kill %.2fs, after %.2fs; "+
 		"%.1f results/s before the kill, time lost %.2fs; restarted after %.2fs; run %.2fs; "+
-		"%d result messages for %d tenants, %d tenants with more than one result, %d jobs needing more than one attempt; "+
+		"%d result messages seen for %d tenants (%d tenants' published more than once), %d results stored (%d tenants with more than one: a job run again), "+
+		"%d jobs delivered more than once (attempt > 1); "+
 		"w-leader: %d reconnects, now on %s, %d results after the kill",
 		serverVersion(t, sjs), tenants, pst.Jobs, pst.Current, leader, atKill, newLeader,
 		stalled.Seconds(), gapBefore.Seconds(), gapAfter.Seconds(), rate, lost, restartAt.Sub(killAt).Seconds(), end.Sub(start).Seconds(),
-		len(all), len(results), multiResult, multiAttempt,
+		len(all), len(results), multiResult, storedTotal, multiStored, multiAttempt,
 		wl.nc.Stats().Reconnects, wl.nc.ConnectedServerName(), wlAfter)
 	if f := os.Getenv("SHOAL_CLUSTER_FIGURES"); f != "" {
-		line := fmt.Sprintf("| %s | %d | %.1f | %.2f | %.2f | %.2f | %d | %d | %d | %d |\n", serverVersion(t, sjs), tenants, rate, gapAfter.Seconds(), lost,
-			end.Sub(all[0].at).Seconds(), len(all), multiResult, multiAttempt, wlAfter)
+		line := fmt.Sprintf("| %s | %d | %.1f | %.2f | %.2f | %.2f | %.2f | %d | %d | %d | %d |\n", serverVersion(t, sjs), tenants, rate, gapBefore.Seconds(),
+			gapAfter.Seconds(), lost, end.Sub(all[0].at).Seconds(), storedTotal, multiStored, multiAttempt, wlAfter)
 		fh, err := os.OpenFile(f, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
 		if err == nil {
 			fh.WriteString(line)
