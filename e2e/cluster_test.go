@@ -1,3 +1,5 @@
+//go:build !e2e
+
 package e2e_test
 
 // The cluster drill: three nats-server processes (the system's binary,
@@ -10,9 +12,10 @@ package e2e_test
 // lost, the report is complete, and the worker that was connected to the
 // killed node reconnects to another one and goes on.
 //
-// Size: 300 tenants; SHOAL_CLUSTER_TENANTS=N for more (CI keeps it under a
-// minute). With -v the drill prints its figures (docs/operations.md, Cluster).
-// This file has no build tag: `go test ./...` runs it.
+// Size: 300 tenants (60 under -race, as CI runs it); SHOAL_CLUSTER_TENANTS=N
+// for more. CI keeps it under a minute. With -v the drill prints its figures (docs/operations.md, Cluster).
+// `go test ./...` runs it; scripts/e2e.sh (-tags e2e, the container tests)
+// does not, so that it adds nothing to that script's time.
 
 import (
 	"context"
@@ -43,16 +46,23 @@ import (
 // so a migration applied twice shows; the third one costs some CPU so that
 // jobs are in flight when the node dies.
 func clusterMigrations() fstest.MapFS {
+	rows := 20000
+	if raceEnabled {
+		rows = 500
+	}
 	return fstest.MapFS{
 		"0001_log.sql":   {Data: []byte("CREATE TABLE applied_log (version INTEGER);\nINSERT INTO applied_log VALUES (1);\n")},
 		"0002_users.sql": {Data: []byte("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT);\nINSERT INTO applied_log VALUES (2);\n")},
-		"0003_fill.sql": {Data: []byte("CREATE TABLE fill AS WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 20000) SELECT x FROM c;\n" +
+		"0003_fill.sql": {Data: []byte("CREATE TABLE fill AS WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < " + strconv.Itoa(rows) + ") SELECT x FROM c;\n" +
 			"INSERT INTO applied_log VALUES (3);\n")},
 	}
 }
 
 func clusterTenants(t *testing.T) int {
 	n := 300
+	if raceEnabled {
+		n = 60 // -race (CI): a smaller fleet, same checks
+	}
 	if s := os.Getenv("SHOAL_CLUSTER_TENANTS"); s != "" {
 		v, err := strconv.Atoi(s)
 		if err != nil || v < 10 {
@@ -187,7 +197,7 @@ func clusterDrill(t *testing.T, c *fleettest.Cluster) {
 	}
 	startWorker := func(name, first string) runningWorker {
 		nc, js := roleDial(t, orderedURLs(c, first), "worker", name)
-		w, err := worker.New(nc, js, worker.Options{Engine: e, Node: fleet.DefaultNode, Concurrency: 4, Name: name,
+		w, err := worker.New(nc, js, worker.Options{Engine: e, Root: root, Node: fleet.DefaultNode, Concurrency: 4, Name: name,
 			Settings: settings, Backoff: 200 * time.Millisecond, NoBackup: true, Logger: zap.NewNop(), PollWait: 200 * time.Millisecond})
 		if err != nil {
 			t.Fatal(err)
