@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -431,14 +432,37 @@ func TestNoJobLeftAfterRestarts(t *testing.T) {
 // workers leave no job message in the jobs stream. nats-server 2.9 restores
 // the consumers' ack floors without the deletes of the messages they acked
 // (dozens stay in the stream for good without the worker's sweep).
+//
+// One trial by default; SHOAL_DRILL_TRIALS=N runs N/10 (rounded up), so the
+// 10x setting of the engine's drills runs this one 10 times.
 func TestNoJobLeftAfterKill9(t *testing.T) {
 	t.Parallel()
-	testNoJobLeftAfterKill9(t, fleettest.StartKillable(t, t.TempDir()))
+	for i := range kill9Trials(t) {
+		t.Run(fmt.Sprint("trial-", i+1), func(t *testing.T) {
+			testNoJobLeftAfterKill9(t, fleettest.StartKillable(t, t.TempDir()))
+		})
+	}
 }
 
 func TestNoJobLeftAfterKill9SystemServer(t *testing.T) {
 	t.Parallel()
-	testNoJobLeftAfterKill9(t, fleettest.StartKillableBinary(t, t.TempDir()))
+	for i := range kill9Trials(t) {
+		t.Run(fmt.Sprint("trial-", i+1), func(t *testing.T) {
+			testNoJobLeftAfterKill9(t, fleettest.StartKillableBinary(t, t.TempDir()))
+		})
+	}
+}
+
+func kill9Trials(t *testing.T) int {
+	s := os.Getenv("SHOAL_DRILL_TRIALS")
+	if s == "" {
+		return 1
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 {
+		t.Fatalf("SHOAL_DRILL_TRIALS=%q", s)
+	}
+	return (n + 9) / 10
 }
 
 func testNoJobLeftAfterKill9(t *testing.T, k *fleettest.Killable) {
