@@ -367,8 +367,12 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg, migrated func())
 		name = fmt.Sprintf("(job #%d)", seq) // a message that names no tenant at all
 	}
 	log := w.log.With(zap.String("run_id", job.RunID), zap.String("tenant", name), zap.Int("attempt", attempt))
+	// In flight until the job is counted (its migration is over), or until
+	// handle returns for a job given back.
 	w.Metrics.inFlight.Add(1)
-	defer w.Metrics.inFlight.Add(-1)
+	var doneOnce sync.Once
+	done := func() { doneOnce.Do(func() { w.Metrics.inFlight.Add(-1) }) }
+	defer done()
 	if attempt > 1 {
 		w.Metrics.redeliveries.Add(1)
 	}
@@ -432,6 +436,7 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg, migrated func())
 	// Counted before its result is visible, so metrics never lag behind
 	// results (a job whose result cannot be published now is counted again
 	// when it is redelivered).
+	done()
 	w.Metrics.observe(r.Outcome, time.Since(start))
 	if err := w.publish(pctx, r, seq); err != nil {
 		if !errors.Is(err, errUnpublishable) {
