@@ -30,8 +30,10 @@ var (
 	ErrInvalidDir = errors.New("invalid migrations directory")
 	// ErrMigration: a migration step failed; the DB is as before its segment.
 	ErrMigration = errors.New("migration failed")
-	// ErrLocked: the write lock could not be taken within the busy timeout.
-	ErrLocked = errors.New("database is locked by another migrator")
+	// ErrLocked: a lock (the migrator lock, or a SQLite lock held by another
+	// connection) could not be taken within the busy timeout; the detail
+	// says which.
+	ErrLocked = errors.New("database is locked")
 	// ErrNoDown: a step on the way down has no down part.
 	ErrNoDown = errors.New("migration has no down part")
 	// ErrDrifted: the DB's schema differs from what its recorded version
