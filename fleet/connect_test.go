@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
@@ -342,5 +343,77 @@ func TestDialTLS(t *testing.T) {
 	}
 	if _, _, err := fleet.Dial(ctx, fleet.DialOptions{URL: url, Auth: fleet.Auth{TLSCert: cliCert, TLSKey: cliKey}}); err == nil || !strings.Contains(err.Error(), "certificate") {
 		t.Fatalf("connected without the CA: %v", err)
+	}
+}
+
+// A .creds file (operator mode, as nsc makes them): the user's JWT signed by
+// an account with JetStream, itself signed by a trusted operator.
+func TestDialCredsFile(t *testing.T) {
+	t.Parallel()
+	okp, _ := nkeys.CreateOperator()
+	opub, _ := okp.PublicKey()
+	oc := jwt.NewOperatorClaims(opub)
+	ojwt, err := oc.Encode(okp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	op, err := jwt.DecodeOperatorClaims(ojwt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	akp, _ := nkeys.CreateAccount()
+	apub, _ := akp.PublicKey()
+	ac := jwt.NewAccountClaims(apub)
+	ac.Limits.JetStreamLimits = jwt.JetStreamLimits{MemoryStorage: -1, DiskStorage: -1, Streams: -1, Consumer: -1}
+	ajwt, err := ac.Encode(okp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	skp, _ := nkeys.CreateAccount()
+	spub, _ := skp.PublicKey()
+	sjwt, err := jwt.NewAccountClaims(spub).Encode(okp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resolver := &server.MemAccResolver{}
+	resolver.Store(apub, ajwt)
+	resolver.Store(spub, sjwt)
+	url := authServer(t, func(o *server.Options) {
+		o.TrustedOperators = []*jwt.OperatorClaims{op}
+		o.AccountResolver = resolver
+		o.SystemAccount = spub
+	})
+	creds := func(name string, signer nkeys.KeyPair) string {
+		ukp, _ := nkeys.CreateUser()
+		upub, _ := ukp.PublicKey()
+		uc := jwt.NewUserClaims(upub)
+		uc.IssuerAccount = ""
+		ujwt, err := uc.Encode(signer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seed, _ := ukp.Seed()
+		data, err := jwt.FormatUserConfig(ujwt, seed)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(t.TempDir(), name)
+		os.WriteFile(p, data, 0o600)
+		return p
+	}
+	ctx := context.Background()
+	nc, js, err := fleet.Dial(ctx, fleet.DialOptions{URL: url, Auth: fleet.Auth{CredsFile: creds("good.creds", akp)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := fleet.ProvisionStreams(ctx, js, fleet.Settings{}); err != nil {
+		t.Fatalf("JetStream with the creds' account: %v", err)
+	}
+	nc.Close()
+	// A user signed by an account the server does not know.
+	other, _ := nkeys.CreateAccount()
+	_, _, err = fleet.Dial(ctx, fleet.DialOptions{URL: url, Auth: fleet.Auth{CredsFile: creds("other.creds", other)}})
+	if !errors.Is(err, fleet.ErrAuth) || strings.Contains(err.Error(), "SU") {
+		t.Fatalf("creds of an unknown account: %v", err)
 	}
 }
