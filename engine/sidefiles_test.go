@@ -290,3 +290,55 @@ func TestKilledBackupLeftoverRemovedByNextBackup(t *testing.T) {
 		}
 	}
 }
+
+// Shoal's own raw reads of a DB file (the header) never drop the POSIX
+// locks its SQLite connections hold: with a WAL connection open, another
+// process closing its last connection must not take the DB for unused and
+// delete the -wal and -shm under it. The control shows what a plain close
+// of a raw descriptor does.
+func TestRawReadKeepsSQLiteLocks(t *testing.T) {
+	for _, control := range []bool{false, true} {
+		p := tempDB(t)
+		appBase(t, p, true, map[string]string{"0001_app.sql": appTable})
+		release := sqliteInUse(p)
+		db, _ := openDB(p, time.Second, false)
+		conn, err := db.Conn(ctx(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := conn.ExecContext(ctx(t), "INSERT INTO app (v) VALUES ('shoal')"); err != nil {
+			t.Fatal(err)
+		}
+		if control {
+			f, _ := os.Open(p)
+			f.Close()
+		} else if _, err := inspectFile(p); err != nil {
+			t.Fatal(err)
+		}
+		// An application process (Python's own SQLite) opens, commits and
+		// closes its only connection.
+		start := time.Now()
+		out, err := exec.Command("python3", "-c", `import sqlite3, sys
+db = sqlite3.connect(sys.argv[1], timeout=30)
+db.execute("INSERT INTO app (v) VALUES ('app')")
+db.commit()
+db.close()`, p).CombinedOutput()
+		if err != nil {
+			t.Fatalf("%v: %s", err, out)
+		}
+		t.Logf("control=%v: the application process took %s", control, time.Since(start))
+		_, walErr := os.Stat(p + "-wal")
+		conn.Close()
+		db.Close()
+		release()
+		if control {
+			if walErr == nil {
+				t.Log("control: the -wal survived a raw close (locks not dropped on this system)")
+			}
+			continue
+		}
+		if walErr != nil {
+			t.Fatalf("the other process deleted the -wal under shoal's open connection: %v", walErr)
+		}
+	}
+}
