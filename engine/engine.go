@@ -46,6 +46,8 @@ type Engine struct {
 
 	mu    sync.Mutex
 	cache map[string]fingerprint // path -> fingerprint when verified at head
+	// cacheMax bounds cache (0: DefaultAtHeadCache, negative: no cache).
+	cacheMax int
 }
 
 // MigrateOptions tune one run.

@@ -90,12 +90,64 @@ func (e *Engine) cachedAtHead(path string) bool {
 	return err == nil && wal == fp.wal
 }
 
+// DefaultAtHeadCache is how many DBs verified at head an Engine remembers
+// by default (about 150 bytes each).
+const DefaultAtHeadCache = 1 << 16
+
+// SetAtHeadCache bounds how many DBs verified at head this handle
+// remembers: n > 0 entries, 0 the default (DefaultAtHeadCache), n < 0 none
+// (one-shot commands that never see a path twice). When full, an arbitrary
+// entry makes room: over a fleet larger than the cache, read round after
+// round, that keeps a fixed share of it cached where least-recently-used
+// eviction would keep none.
+func (e *Engine) SetAtHeadCache(n int) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.cacheMax = n
+	if n < 0 {
+		clear(e.cache)
+	}
+	for max := e.maxCached(); len(e.cache) > max; {
+		for k := range e.cache {
+			delete(e.cache, k)
+			break
+		}
+	}
+}
+
+func (e *Engine) maxCached() int {
+	switch {
+	case e.cacheMax < 0:
+		return 0
+	case e.cacheMax == 0:
+		return DefaultAtHeadCache
+	}
+	return e.cacheMax
+}
+
 // rememberAtHead records that path, as fingerprinted before it was read,
 // was verified at head.
 func (e *Engine) rememberAtHead(path string, fp fingerprint) {
 	e.mu.Lock()
+	defer e.mu.Unlock()
+	max := e.maxCached()
+	if max == 0 {
+		return
+	}
+	if _, ok := e.cache[path]; !ok && len(e.cache) >= max {
+		for k := range e.cache { // an arbitrary entry (see SetAtHeadCache)
+			delete(e.cache, k)
+			break
+		}
+	}
 	e.cache[path] = fp
-	e.mu.Unlock()
+}
+
+// atHeadCached is how many DBs the at-head cache holds (tests).
+func (e *Engine) atHeadCached() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return len(e.cache)
 }
 
 // forget drops path from the cache (it was changed through this handle).

@@ -5,6 +5,7 @@
 package fleet
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"regexp"
@@ -159,38 +160,81 @@ func (s *Summary) UnmarshalJSON(data []byte) error {
 }
 
 // Report is the --report file and `results --json`: one entry per DB, its
-// final result.
+// final result. A report from Tracker.StreamReport holds no Databases: its
+// entries are read from the tracker one at a time (Each, WriteJSON), and
+// only those not at head are kept (Failed).
 type Report struct {
 	RunID     string   `json:"run_id"`
 	Summary   Summary  `json:"summary"`
 	Databases []Result `json:"databases"`
+
+	src     *Tracker // streams the entries of tenants, when set
+	tenants []string
+	failed  []Result
 }
 
 // MarshalJSON keeps Databases an array.
 func (r Report) MarshalJSON() ([]byte, error) {
-	type plain Report
-	p := plain(r)
+	if r.src != nil {
+		var b bytes.Buffer
+		if err := r.WriteJSON(&b); err != nil {
+			return nil, err
+		}
+		return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
+	}
+	type plain struct {
+		RunID     string   `json:"run_id"`
+		Summary   Summary  `json:"summary"`
+		Databases []Result `json:"databases"`
+	}
+	p := plain{RunID: r.RunID, Summary: r.Summary, Databases: r.Databases}
 	if p.Databases == nil {
 		p.Databases = []Result{}
 	}
 	return json.Marshal(p)
 }
 
-// OK reports whether every DB of the run reported and ended at head.
-func (r *Report) OK() bool {
-	if r.Summary.Pending > 0 {
-		return false
+// Len is the number of database entries.
+func (r *Report) Len() int {
+	if r.src != nil {
+		return len(r.tenants)
 	}
-	for _, d := range r.Databases {
-		if !AtHead(d.Outcome) {
-			return false
+	return len(r.Databases)
+}
+
+// Each calls fn with every database entry in order, stopping at the first
+// error.
+func (r *Report) Each(fn func(Result) error) error {
+	if r.src == nil {
+		for _, d := range r.Databases {
+			if err := fn(d); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	for _, tn := range r.tenants {
+		d, err := r.src.entryOf(tn)
+		if err != nil {
+			return err
+		}
+		if err := fn(d); err != nil {
+			return err
 		}
 	}
-	return true
+	return nil
+}
+
+// OK reports whether every DB of the run reported and ended at head.
+func (r *Report) OK() bool {
+	return r.Summary.Pending <= 0 && len(r.Failed()) == 0
 }
 
 // Failed lists the results that did not end at head.
 func (r *Report) Failed() []Result {
+	if r.src != nil {
+		return r.failed
+	}
 	var out []Result
 	for _, d := range r.Databases {
 		if !AtHead(d.Outcome) {

@@ -103,6 +103,10 @@ type Settings struct {
 	MaxDeliver    int
 	Duplicates    time.Duration
 	ResultsMaxAge time.Duration
+	// ResultsDuplicates is the results stream's de-duplication window
+	// (default 2m): long enough for a publisher's retries, each id held
+	// by the server for that long (about 180 bytes per result).
+	ResultsDuplicates time.Duration
 	// Replicas of the streams created (0: automatic, 1 on a single server
 	// and 3 in a cluster of three or more). Only `shoal nats setup`
 	// (SetupStreams) changes the replicas of existing streams.
@@ -124,6 +128,9 @@ func (s Settings) withDefaults() Settings {
 	}
 	if s.ResultsMaxAge <= 0 {
 		s.ResultsMaxAge = DefaultResultsMaxAge
+	}
+	if s.ResultsDuplicates <= 0 {
+		s.ResultsDuplicates = 2 * time.Minute
 	}
 	return s
 }
@@ -246,7 +253,7 @@ func provisionStreams(ctx context.Context, js jetstream.JetStream, s Settings, u
 		Storage:     jetstream.FileStorage,
 		Discard:     jetstream.DiscardOld,
 		MaxAge:      s.ResultsMaxAge,
-		Duplicates:  2 * time.Minute,
+		Duplicates:  s.ResultsDuplicates,
 		Replicas:    s.Replicas,
 		Placement:   s.Placement,
 	}

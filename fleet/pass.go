@@ -1,6 +1,7 @@
 package fleet
 
 import (
+	"encoding/hex"
 	"sync"
 	"time"
 )
@@ -24,21 +25,38 @@ type Pass struct {
 
 	mu     sync.Mutex
 	t      *Tracker
-	want   map[string]bool
+	want   map[passKey]struct{}
 	early  map[string][]Result
 	sealed bool
 }
 
 // NewPass feeds the results of the pass's jobs into t.
 func NewPass(t *Tracker) *Pass {
-	return &Pass{t: t, want: map[string]bool{}, early: map[string][]Result{}}
+	return &Pass{t: t, want: map[passKey]struct{}{}, early: map[string][]Result{}}
+}
+
+// passKey is a job id, compact: the producer's ids are 32 hex digits, held
+// as their 16 bytes (a pass of 100,000 jobs holds them all).
+type passKey struct {
+	b   [16]byte
+	str string // any other id
+}
+
+func keyOf(id string) passKey {
+	var k passKey
+	if len(id) == 32 {
+		if n, err := hex.Decode(k.b[:], []byte(id)); err == nil && n == 16 && hex.EncodeToString(k.b[:]) == id {
+			return k
+		}
+	}
+	return passKey{str: id}
 }
 
 // Expect says the pass waits for the result of jobID (call it before the
 // job is published). Results of it read earlier are added now.
 func (p *Pass) Expect(jobID string) {
 	p.mu.Lock()
-	p.want[jobID] = true
+	p.want[keyOf(jobID)] = struct{}{}
 	held := p.early[jobID]
 	delete(p.early, jobID)
 	p.mu.Unlock()
@@ -53,8 +71,10 @@ func (p *Pass) Expect(jobID string) {
 func (p *Pass) Offer(r Result) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if r.JobID != "" && p.want[r.JobID] {
-		return true
+	if r.JobID != "" {
+		if _, ok := p.want[keyOf(r.JobID)]; ok {
+			return true
+		}
 	}
 	if !p.sealed && r.JobID != "" && !r.At.Before(p.Since) {
 		p.early[r.JobID] = append(p.early[r.JobID], r)

@@ -1,234 +1,34 @@
 package fleet
 
 import (
+	"bufio"
 	"encoding/json"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
-	"sync"
 	"text/tabwriter"
 	"time"
-
-	"github.com/shoal-dev/shoal/engine"
 )
 
-// Tracker collects a run's results, one entry per tenant that says what
-// happened to it in the run: when a tenant has several results (a retried,
-// duplicated or re-enqueued job), its entry is the latest result, except
-// that a later `current` never replaces a `migrated` (the DB was migrated
-// in this run; the later job found it done), its `applied` lists every
-// migration applied in the run (the union, by version) and its `from` is
-// the version before the run's first result. Safe for concurrent use.
-type Tracker struct {
-	mu       sync.Mutex
-	runID    string
-	start    time.Time
-	byTenant map[string]*entry
-	order    []string
-	manifest *Manifest
-	total    int // known total (manifest), -1 unknown
-}
-
-// entry is what the tracker keeps of one tenant's results.
-type entry struct {
-	latest   Result  // the latest result (by At, then arrival)
-	migrated *Result // the latest `migrated` result, if any
-	first    Result  // the earliest result (for From)
-	applied  map[int64]engine.Applied
-	merged   Result
-}
-
-func (e *entry) add(r Result) {
-	if !r.At.Before(e.latest.At) {
-		e.latest = r
-	}
-	if r.Outcome == engine.OutcomeMigrated && (e.migrated == nil || !r.At.Before(e.migrated.At)) {
-		m := r
-		e.migrated = &m
-	}
-	if r.At.Before(e.first.At) {
-		e.first = r
-	}
-	for _, a := range r.Applied {
-		if _, ok := e.applied[a.Version]; !ok {
-			e.applied[a.Version] = a
-		}
-	}
-	e.merge()
-}
-
-func (e *entry) merge() {
-	m := e.latest
-	if m.Outcome == engine.OutcomeCurrent && e.migrated != nil {
-		m = *e.migrated
-		m.To = e.latest.To
-	}
-	if e.first.From != nil {
-		m.From = e.first.From
-	}
-	m.Applied = make([]engine.Applied, 0, len(e.applied))
-	for _, a := range e.applied {
-		m.Applied = append(m.Applied, a)
-	}
-	sort.Slice(m.Applied, func(i, j int) bool { return m.Applied[i].Version < m.Applied[j].Version })
-	e.merged = m
-}
-
-// NewTracker starts tracking runID; start is when the run began (for rates).
-func NewTracker(runID string, start time.Time) *Tracker {
-	return &Tracker{runID: runID, start: start, byTenant: map[string]*entry{}, total: -1}
-}
-
-// Add records a result, merged with the tenant's earlier ones (see Tracker).
-func (t *Tracker) Add(r Result) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	e, ok := t.byTenant[r.Tenant]
-	if !ok {
-		e = &entry{latest: r, first: r, applied: map[int64]engine.Applied{}}
-		t.byTenant[r.Tenant] = e
-		t.order = append(t.order, r.Tenant)
-	}
-	e.add(r)
-}
-
-// SetManifest records the run's manifest; a complete one fixes the total.
-func (t *Tracker) SetManifest(m Manifest) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.manifest = &m
-	if m.Complete {
-		t.total = m.Total
-	}
-	if !m.StartedAt.IsZero() && (t.start.IsZero() || m.StartedAt.Before(t.start)) {
-		t.start = m.StartedAt
-	}
-}
-
-// SetTotal fixes the total when the caller knows it (the producer itself).
-func (t *Tracker) SetTotal(n int) {
-	t.mu.Lock()
-	t.total = n
-	t.mu.Unlock()
-}
-
-// Manifest returns the last manifest seen, if any.
-func (t *Tracker) Manifest() *Manifest {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.manifest == nil {
-		return nil
-	}
-	m := *t.manifest
-	return &m
-}
-
-// Progress is a snapshot for display.
-type Progress struct {
-	Done, Total int // Total -1: still walking
-	Failed      int // done but not at head
-	Elapsed     time.Duration
-	Rate        float64 // tenants/s
-	ETA         time.Duration
-}
-
-// Progress returns the current progress.
-func (t *Tracker) Progress(now time.Time) Progress {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	p := Progress{Done: len(t.byTenant), Total: t.total}
-	if !t.start.IsZero() {
-		p.Elapsed = now.Sub(t.start)
-	}
-	for _, e := range t.byTenant {
-		if !AtHead(e.merged.Outcome) {
-			p.Failed++
-		}
-	}
-	if s := p.Elapsed.Seconds(); s > 0 {
-		p.Rate = float64(p.Done) / s
-	}
-	if p.Total >= 0 && p.Rate > 0 && p.Total > p.Done {
-		p.ETA = time.Duration(float64(p.Total-p.Done) / p.Rate * float64(time.Second))
-	}
-	return p
-}
-
-// Complete reports whether the total is known and every tenant reported.
-func (t *Tracker) Complete() bool {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.total >= 0 && len(t.byTenant) >= t.total
-}
-
-// Result returns a tenant's entry: its results in the run, merged.
-func (t *Tracker) Result(tenant string) (Result, bool) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	e, ok := t.byTenant[tenant]
-	if !ok {
-		return Result{}, false
-	}
-	return e.merged, true
-}
-
-// Report builds the report: one entry per tenant, sorted by tenant.
-func (t *Tracker) Report(now time.Time) *Report {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	rep := &Report{RunID: t.runID, Databases: make([]Result, 0, len(t.byTenant))}
-	tenants := append([]string(nil), t.order...)
-	sort.Strings(tenants)
-	counts := map[string]int{}
-	var first, last time.Time
-	for _, tn := range tenants {
-		r := t.byTenant[tn].merged
-		rep.Databases = append(rep.Databases, r)
-		counts[r.Outcome]++
-		if first.IsZero() || r.At.Before(first) {
-			first = r.At
-		}
-		if r.At.After(last) {
-			last = r.At
-		}
-	}
-	total := t.total
-	if total < len(tenants) {
-		total = len(tenants)
-	}
-	start := t.start
-	if start.IsZero() {
-		start = first
-	}
-	end := now
-	if total == len(tenants) && !last.IsZero() {
-		end = last
-	}
-	rep.Summary = Summary{Total: total, Counts: counts, Pending: total - len(tenants)}
-	if !start.IsZero() && end.After(start) {
-		rep.Summary.DurationMs = end.Sub(start).Milliseconds()
-	}
-	return rep
-}
-
 // WriteReport writes the report as indented JSON, atomically (temp file +
-// rename), so a reader never sees half a report.
+// rename), so a reader never sees half a report. The databases are written
+// one at a time (Report.WriteJSON): a report of any size costs the memory
+// of one entry.
 func WriteReport(path string, rep *Report) error {
-	data, err := json.MarshalIndent(rep, "", "  ")
-	if err != nil {
-		return err
-	}
-	data = append(data, '\n')
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, ".shoal-report-*")
 	if err != nil {
 		return fmt.Errorf("cannot write report %s: %w", path, err)
 	}
 	defer os.Remove(f.Name())
-	if _, err := f.Write(data); err != nil {
+	w := bufio.NewWriterSize(f, 256<<10)
+	if err := rep.WriteJSON(w); err != nil {
+		f.Close()
+		return fmt.Errorf("cannot write report %s: %w", path, err)
+	}
+	if err := w.Flush(); err != nil {
 		f.Close()
 		return fmt.Errorf("cannot write report %s: %w", path, err)
 	}
@@ -239,6 +39,45 @@ func WriteReport(path string, rep *Report) error {
 		return fmt.Errorf("cannot write report %s: %w", path, err)
 	}
 	return nil
+}
+
+// WriteJSON writes the report as json.MarshalIndent(rep, "", "  ") would,
+// followed by a newline, one database entry at a time.
+func (r *Report) WriteJSON(w io.Writer) error {
+	id, _ := json.Marshal(r.RunID)
+	sum, err := json.MarshalIndent(r.Summary, "  ", "  ")
+	if err != nil {
+		return err
+	}
+	if _, err := fmt.Fprintf(w, "{\n  \"run_id\": %s,\n  \"summary\": %s,\n  \"databases\": [", id, sum); err != nil {
+		return err
+	}
+	n := 0
+	err = r.Each(func(d Result) error {
+		data, err := json.MarshalIndent(d, "    ", "  ")
+		if err != nil {
+			return err
+		}
+		sep := ",\n    "
+		if n == 0 {
+			sep = "\n    "
+		}
+		n++
+		if _, err := io.WriteString(w, sep); err != nil {
+			return err
+		}
+		_, err = w.Write(data)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	end := "]\n}\n"
+	if n > 0 {
+		end = "\n  ]\n}\n"
+	}
+	_, err = io.WriteString(w, end)
+	return err
 }
 
 // PrintSummary writes the summary table and the tenants that did not reach
@@ -277,14 +116,15 @@ func PrintSummary(w io.Writer, rep *Report) {
 func PrintResults(w io.Writer, rep *Report) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "TENANT\tOUTCOME\tFROM\tTO\tAPPLIED\tATTEMPT\tWORKER\tDURATION\tERROR\n")
-	for _, r := range rep.Databases {
+	_ = rep.Each(func(r Result) error {
 		msg := ""
 		if r.Error != nil {
 			msg = firstLine(*r.Error)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\n", r.Tenant, r.Outcome, ptr(r.From), ptr(r.To),
 			len(r.Applied), r.Attempt, r.Worker, time.Duration(r.DurationMs)*time.Millisecond, msg)
-	}
+		return nil
+	})
 	tw.Flush()
 }
 

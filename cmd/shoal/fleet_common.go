@@ -271,8 +271,13 @@ func waitRun(ctx context.Context, c *cli.Context, js jetstream.JetStream, nm fle
 // finishRun prints the summary of a followed run, writes --report and
 // returns the exit error.
 func finishRun(c *cli.Context, t *fleet.Tracker, reportPath string) error {
-	return finishReport(c, t.Report(time.Now()), reportPath)
+	return finishReport(c, t.StreamReport(time.Now()), reportPath)
 }
+
+// oneShotCache bounds the engine's at-head cache in commands that read each
+// DB about twice in a row and never again (run, produce): the producer's
+// version read, then its dry run or the worker's migration.
+const oneShotCache = 1024
 
 // reportFailures prints on stderr which DBs have no result or did not reach head.
 func reportFailures(c *cli.Context, rep *fleet.Report) {

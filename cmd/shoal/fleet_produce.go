@@ -80,6 +80,7 @@ func produceAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	e.SetAtHeadCache(oneShotCache)
 	ctx, stop := signalContext(c)
 	defer stop()
 	nc, js, err := connectNATS(c, ctx, "shoal produce "+runID)

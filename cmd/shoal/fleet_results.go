@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"time"
 
 	"github.com/shoal-dev/shoal/fleet"
@@ -53,11 +54,18 @@ func resultsAction(c *cli.Context) error {
 	if err != nil && ctx.Err() == nil {
 		return failure(err, "run %s: %v", runID, err)
 	}
-	rep := t.Report(time.Now())
+	rep := t.StreamReport(time.Now())
 	if c.Bool("json") {
-		printJSON(c, rep)
+		w := bufio.NewWriterSize(c.App.Writer, 256<<10)
+		werr := rep.WriteJSON(w)
+		if ferr := w.Flush(); werr == nil {
+			werr = ferr
+		}
+		if werr != nil {
+			return failure(werr, "run %s: cannot write the report: %v", runID, werr)
+		}
 	} else {
-		if len(rep.Databases) == 0 {
+		if rep.Len() == 0 {
 			printf(c, "run %s: no results (yet)\n", runID)
 		} else {
 			fleet.PrintResults(c.App.Writer, rep)
@@ -65,7 +73,7 @@ func resultsAction(c *cli.Context) error {
 			fleet.PrintSummary(c.App.Writer, rep)
 		}
 	}
-	if m := t.Manifest(); m == nil && len(rep.Databases) == 0 {
+	if m := t.Manifest(); m == nil && rep.Len() == 0 {
 		return failure(nil, "run %s: no such run in stream %s (check --run-id)", runID, nm.ResultsStream)
 	}
 	if !rep.OK() {

@@ -69,6 +69,7 @@ func runAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	e.SetAtHeadCache(oneShotCache)
 	ctx, stop := signalContext(c)
 	defer stop()
 	runID := c.String("run-id")
@@ -84,7 +85,7 @@ func runAction(c *cli.Context) error {
 	rep, err := local.Run(ctx, local.Options{
 		Engine: e, Root: root, Pattern: c.String("pattern"), RunID: runID, Workers: c.Int("workers"),
 		Settings: settings(c), Backup: backupOptions(c), NoBackup: c.Bool("no-backup"), Verify: c.Bool("verify"), Backoff: c.Duration("backoff"),
-		ReportAtHead: !c.Bool("visit-all"),
+		ReportAtHead: !c.Bool("visit-all"), StreamReport: true,
 		Logger:       log, ProgressEvery: every,
 		Progress: func(t *fleet.Tracker) { pp.Show(t.Progress(time.Now()), time.Now()) },
 	})

@@ -48,6 +48,7 @@ func fleetStatusAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	e.SetAtHeadCache(-1) // one pass: no path is read twice
 	ctx, stop := signalContext(c)
 	defer stop()
 	st, err := fleet.Status(ctx, e, root, c.String("pattern"), c.Int("concurrency"), c.Bool("verify"))

@@ -50,7 +50,15 @@ type Options struct {
 	ProgressEvery time.Duration
 	// Server, when set, is used instead of starting an embedded one.
 	Server *embedded.Server
+	// StreamReport returns the report as Tracker.StreamReport does: its
+	// databases are read one at a time when written, never all held.
+	StreamReport bool
 }
+
+// runDuplicates is the de-duplication window of a local run's streams: the
+// producer publishes each job and result once (retrying within seconds),
+// and the server holds every id for the window (about 180 bytes each).
+const runDuplicates = 30 * time.Second
 
 // Run migrates every DB under Root matching Pattern and returns the report
 // (one final result per DB). The error is about the run itself (NATS, the
@@ -64,6 +72,12 @@ func Run(ctx context.Context, o Options) (*fleet.Report, error) {
 	}
 	if o.Backoff <= 0 {
 		o.Backoff = time.Second
+	}
+	if o.Settings.Duplicates <= 0 {
+		o.Settings.Duplicates = runDuplicates
+	}
+	if o.Settings.ResultsDuplicates <= 0 {
+		o.Settings.ResultsDuplicates = runDuplicates
 	}
 	log := o.Logger
 	if log == nil {
@@ -148,15 +162,19 @@ func Run(ctx context.Context, o Options) (*fleet.Report, error) {
 			o.Progress(t)
 		}
 	}})
+	report := t.Report
+	if o.StreamReport {
+		report = t.StreamReport
+	}
 	if err != nil {
 		stop()
-		return t.Report(time.Now()), err
+		return report(time.Now()), err
 	}
 	stop()
 	if o.Progress != nil {
 		o.Progress(t)
 	}
-	rep := t.Report(time.Now())
+	rep := report(time.Now())
 	if ferr != nil && !errors.Is(ferr, context.Canceled) {
 		return rep, ferr
 	}

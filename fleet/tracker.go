@@ -1,0 +1,464 @@
+package fleet
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/shoal-dev/shoal/engine"
+)
+
+// Tracker collects a run's results, one entry per tenant that says what
+// happened to it in the run: when a tenant has several results (a retried,
+// duplicated or re-enqueued job), its entry is the latest result, except
+// that a later `current` never replaces a `migrated` (the DB was migrated
+// in this run; the later job found it done), its `applied` lists every
+// migration applied in the run (the union, by version) and its `from` is
+// the version before the run's first result. Safe for concurrent use.
+//
+// Memory stays flat in the number of tenants: the results themselves go to
+// a spool file (an unlinked temporary file, in memory only if none can be
+// created) as they arrive, and the tracker keeps per tenant only where its
+// results are, its merged outcome and times, plus counters. Entries are
+// rebuilt from the spool when asked for (Result, Report, StreamReport).
+type Tracker struct {
+	mu       sync.Mutex
+	runID    string
+	start    time.Time
+	byTenant map[string]*entry
+	manifest *Manifest
+	total    int // known total (manifest), -1 unknown
+	counts   map[string]int
+	failed   int // tenants whose merged outcome is not at head
+	spool    spool
+}
+
+// entry is what the tracker keeps of one tenant: where its results are and
+// enough to know its merged outcome and time without reading them.
+type entry struct {
+	first    ref   // the first result to arrive
+	more     []ref // later ones, in arrival order (rare)
+	latestAt int64 // At of the latest result (by At, then arrival)
+	migrAt   int64 // At of the latest `migrated` result, if migr
+	latestO  string
+	migr     bool
+}
+
+// outcome is the merged entry's outcome, at its At (see Tracker).
+func (e *entry) outcome() (string, int64) {
+	if e.latestO == engine.OutcomeCurrent && e.migr {
+		return engine.OutcomeMigrated, e.migrAt
+	}
+	return e.latestO, e.latestAt
+}
+
+func (e *entry) note(r Result, outcome string) {
+	at := nanos(r.At)
+	if at >= e.latestAt {
+		e.latestAt, e.latestO = at, outcome
+	}
+	if r.Outcome == engine.OutcomeMigrated && (!e.migr || at >= e.migrAt) {
+		e.migr, e.migrAt = true, at
+	}
+}
+
+// nanos is t as Unix nanoseconds, clamped (the zero time is the minimum).
+func nanos(t time.Time) int64 {
+	switch {
+	case t.IsZero() || t.Year() < 1678:
+		return math.MinInt64
+	case t.Year() > 2261:
+		return math.MaxInt64
+	}
+	return t.UnixNano()
+}
+
+func fromNanos(n int64) time.Time {
+	if n == math.MinInt64 {
+		return time.Time{}
+	}
+	return time.Unix(0, n).UTC()
+}
+
+// merger merges one tenant's results in arrival order (the rules of
+// Tracker), from the full results.
+type merger struct {
+	latest   Result  // the latest result (by At, then arrival)
+	migrated *Result // the latest `migrated` result, if any
+	first    Result  // the earliest result (for From)
+	applied  map[int64]engine.Applied
+}
+
+func newMerger(r Result) *merger {
+	m := &merger{latest: r, first: r, applied: map[int64]engine.Applied{}}
+	m.add(r)
+	return m
+}
+
+func (e *merger) add(r Result) {
+	if !r.At.Before(e.latest.At) {
+		e.latest = r
+	}
+	if r.Outcome == engine.OutcomeMigrated && (e.migrated == nil || !r.At.Before(e.migrated.At)) {
+		m := r
+		e.migrated = &m
+	}
+	if r.At.Before(e.first.At) {
+		e.first = r
+	}
+	for _, a := range r.Applied {
+		if _, ok := e.applied[a.Version]; !ok {
+			e.applied[a.Version] = a
+		}
+	}
+}
+
+func (e *merger) merged() Result {
+	m := e.latest
+	if m.Outcome == engine.OutcomeCurrent && e.migrated != nil {
+		m = *e.migrated
+		m.To = e.latest.To
+	}
+	if e.first.From != nil {
+		m.From = e.first.From
+	}
+	m.Applied = make([]engine.Applied, 0, len(e.applied))
+	for _, a := range e.applied {
+		m.Applied = append(m.Applied, a)
+	}
+	sort.Slice(m.Applied, func(i, j int) bool { return m.Applied[i].Version < m.Applied[j].Version })
+	return m
+}
+
+// NewTracker starts tracking runID; start is when the run began (for rates).
+func NewTracker(runID string, start time.Time) *Tracker {
+	return &Tracker{runID: runID, start: start, byTenant: map[string]*entry{}, total: -1, counts: map[string]int{}}
+}
+
+// Close releases the spool. The tracker must not be used afterwards; a
+// tracker never closed releases it when the process exits.
+func (t *Tracker) Close() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.spool.close()
+}
+
+// Add records a result, merged with the tenant's earlier ones (see Tracker).
+func (t *Tracker) Add(r Result) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	at := t.spool.put(r)
+	outcome := t.intern(r.Outcome)
+	e, ok := t.byTenant[r.Tenant]
+	if !ok {
+		e = &entry{first: at, latestAt: math.MinInt64, migrAt: math.MinInt64}
+		e.note(r, outcome)
+		t.byTenant[r.Tenant] = e
+		t.count(e, 1)
+		return
+	}
+	t.count(e, -1)
+	e.more = append(e.more, at)
+	e.note(r, outcome)
+	t.count(e, 1)
+}
+
+// intern returns the counters' copy of an outcome string: entries share it.
+func (t *Tracker) intern(o string) string {
+	for _, k := range Outcomes {
+		if k == o {
+			return k
+		}
+	}
+	for k := range t.counts {
+		if k == o {
+			return k
+		}
+	}
+	return o
+}
+
+func (t *Tracker) count(e *entry, d int) {
+	o, _ := e.outcome()
+	t.counts[o] += d
+	if t.counts[o] == 0 {
+		delete(t.counts, o)
+	}
+	if !AtHead(o) {
+		t.failed += d
+	}
+}
+
+// merged rebuilds e's entry from the spool. Called with t.mu held.
+func (t *Tracker) merged(e *entry) (Result, error) {
+	r, err := t.spool.get(e.first)
+	if err != nil {
+		return Result{}, err
+	}
+	m := newMerger(r)
+	for _, at := range e.more {
+		r, err := t.spool.get(at)
+		if err != nil {
+			return Result{}, err
+		}
+		m.add(r)
+	}
+	return m.merged(), nil
+}
+
+// SetManifest records the run's manifest; a complete one fixes the total.
+func (t *Tracker) SetManifest(m Manifest) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.manifest = &m
+	if m.Complete {
+		t.total = m.Total
+	}
+	if !m.StartedAt.IsZero() && (t.start.IsZero() || m.StartedAt.Before(t.start)) {
+		t.start = m.StartedAt
+	}
+}
+
+// SetTotal fixes the total when the caller knows it (the producer itself).
+func (t *Tracker) SetTotal(n int) {
+	t.mu.Lock()
+	t.total = n
+	t.mu.Unlock()
+}
+
+// Manifest returns the last manifest seen, if any.
+func (t *Tracker) Manifest() *Manifest {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.manifest == nil {
+		return nil
+	}
+	m := *t.manifest
+	return &m
+}
+
+// Progress is a snapshot for display.
+type Progress struct {
+	Done, Total int // Total -1: still walking
+	Failed      int // done but not at head
+	Elapsed     time.Duration
+	Rate        float64 // tenants/s
+	ETA         time.Duration
+}
+
+// Progress returns the current progress, from counters (O(1)).
+func (t *Tracker) Progress(now time.Time) Progress {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	p := Progress{Done: len(t.byTenant), Total: t.total, Failed: t.failed}
+	if !t.start.IsZero() {
+		p.Elapsed = now.Sub(t.start)
+	}
+	if s := p.Elapsed.Seconds(); s > 0 {
+		p.Rate = float64(p.Done) / s
+	}
+	if p.Total >= 0 && p.Rate > 0 && p.Total > p.Done {
+		p.ETA = time.Duration(float64(p.Total-p.Done) / p.Rate * float64(time.Second))
+	}
+	return p
+}
+
+// Counts returns how many tenants have each (merged) outcome so far.
+func (t *Tracker) Counts() map[string]int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make(map[string]int, len(t.counts))
+	for k, v := range t.counts {
+		out[k] = v
+	}
+	return out
+}
+
+// Complete reports whether the total is known and every tenant reported.
+func (t *Tracker) Complete() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.total >= 0 && len(t.byTenant) >= t.total
+}
+
+// Has reports whether a tenant has a result, without reading it.
+func (t *Tracker) Has(tenant string) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	_, ok := t.byTenant[tenant]
+	return ok
+}
+
+// Result returns a tenant's entry: its results in the run, merged.
+func (t *Tracker) Result(tenant string) (Result, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	e, ok := t.byTenant[tenant]
+	if !ok {
+		return Result{}, false
+	}
+	r, err := t.merged(e)
+	if err != nil {
+		return Result{}, false
+	}
+	return r, true
+}
+
+// Report builds the whole report in memory: one entry per tenant, sorted
+// by tenant. For a fleet of any size, use StreamReport.
+func (t *Tracker) Report(now time.Time) *Report {
+	rep := t.StreamReport(now)
+	dbs := make([]Result, 0, rep.Len())
+	if err := rep.Each(func(r Result) error { dbs = append(dbs, r); return nil }); err != nil {
+		dbs = append(dbs, Result{}) // unreachable with the in-memory spool
+	}
+	rep.Databases, rep.src, rep.tenants, rep.failed = dbs, nil, nil, nil
+	return rep
+}
+
+// StreamReport returns the report with its summary and the tenants that
+// did not end at head; its databases are read from the tracker one at a
+// time when written (Report.WriteJSON, Report.Each), never all held.
+func (t *Tracker) StreamReport(now time.Time) *Report {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	tenants := make([]string, 0, len(t.byTenant))
+	counts := map[string]int{}
+	first, last := int64(math.MaxInt64), int64(math.MinInt64)
+	var failed []string
+	for tn, e := range t.byTenant {
+		tenants = append(tenants, tn)
+		o, at := e.outcome()
+		counts[o]++
+		if !AtHead(o) {
+			failed = append(failed, tn)
+		}
+		first, last = min(first, at), max(last, at)
+	}
+	sort.Strings(tenants)
+	sort.Strings(failed)
+	rep := &Report{RunID: t.runID, src: t, tenants: tenants, failed: []Result{}}
+	for _, tn := range failed {
+		r, err := t.merged(t.byTenant[tn])
+		if err != nil {
+			r = Result{RunID: t.runID, Tenant: tn, Outcome: engine.OutcomeFailed, Error: String(err.Error())}
+		}
+		rep.failed = append(rep.failed, r)
+	}
+	total := t.total
+	if total < len(tenants) {
+		total = len(tenants)
+	}
+	start := t.start
+	if start.IsZero() && len(tenants) > 0 {
+		start = fromNanos(first)
+	}
+	end := now
+	if total == len(tenants) && len(tenants) > 0 && last != math.MinInt64 {
+		end = fromNanos(last)
+	}
+	rep.Summary = Summary{Total: total, Counts: counts, Pending: total - len(tenants)}
+	if !start.IsZero() && end.After(start) {
+		rep.Summary.DurationMs = end.Sub(start).Milliseconds()
+	}
+	return rep
+}
+
+// entryOf returns tenant's merged result (for Report.Each).
+func (t *Tracker) entryOf(tenant string) (Result, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	e, ok := t.byTenant[tenant]
+	if !ok {
+		return Result{}, fmt.Errorf("tenant %s: no result", tenant)
+	}
+	return t.merged(e)
+}
+
+// spool holds a tracker's results: appended to an unlinked temporary file
+// (JSON, one after the other), read back by offset. Without a temporary
+// directory it keeps them in memory.
+type spool struct {
+	f      *os.File
+	w      *bufio.Writer
+	off    int64
+	failed bool // no temporary file: mem
+	mem    []Result
+	buf    []byte
+}
+
+// ref locates one result: n bytes at off in the file, or mem[off] (n < 0).
+type ref struct {
+	off int64
+	n   int32
+}
+
+func (s *spool) open() {
+	if s.f != nil || s.failed {
+		return
+	}
+	f, err := os.CreateTemp("", ".shoal-results-*")
+	if err != nil {
+		s.failed = true
+		return
+	}
+	os.Remove(f.Name()) // unlinked: gone with the process, whatever happens
+	s.f, s.w = f, bufio.NewWriterSize(f, 64<<10)
+}
+
+func (s *spool) put(r Result) ref {
+	s.open()
+	if s.f != nil {
+		data, err := json.Marshal(r)
+		if err == nil && len(data) < math.MaxInt32 {
+			if _, err := s.w.Write(data); err == nil {
+				at := ref{off: s.off, n: int32(len(data))}
+				s.off += int64(len(data))
+				return at
+			}
+		}
+		// A write error (disk full): keep this one in memory.
+	}
+	s.mem = append(s.mem, r)
+	return ref{off: int64(len(s.mem) - 1), n: -1}
+}
+
+func (s *spool) get(at ref) (Result, error) {
+	if at.n < 0 {
+		return s.mem[at.off], nil
+	}
+	if s.f == nil {
+		return Result{}, fmt.Errorf("results spool: closed")
+	}
+	if s.w.Buffered() > 0 {
+		if err := s.w.Flush(); err != nil {
+			return Result{}, fmt.Errorf("results spool: %w", err)
+		}
+	}
+	if cap(s.buf) < int(at.n) {
+		s.buf = make([]byte, at.n)
+	}
+	b := s.buf[:at.n]
+	if _, err := s.f.ReadAt(b, at.off); err != nil {
+		return Result{}, fmt.Errorf("results spool: %w", err)
+	}
+	var r Result
+	if err := json.Unmarshal(b, &r); err != nil {
+		return Result{}, fmt.Errorf("results spool: %w", err)
+	}
+	return r, nil
+}
+
+func (s *spool) close() error {
+	if s.f == nil {
+		return nil
+	}
+	err := s.f.Close()
+	s.f, s.w, s.failed = nil, nil, true
+	return err
+}

@@ -1,0 +1,167 @@
+package fleet
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/shoal-dev/shoal/engine"
+)
+
+func syntheticResult(i int, t0 time.Time) Result {
+	r := Result{RunID: "big", JobID: fmt.Sprintf("%032x", i), Tenant: fmt.Sprintf("tenant-%06d/app.db", i),
+		Path: fmt.Sprintf("/srv/tenants/tenant-%06d/app.db", i), Outcome: engine.OutcomeMigrated,
+		From: Int64(0), To: Int64(6), Attempt: 1, Worker: "run-worker-1", DurationMs: 12, At: t0.Add(time.Duration(i) * time.Millisecond)}
+	for v := int64(1); v <= 6; v++ {
+		r.Applied = append(r.Applied, engine.Applied{Version: v, Name: fmt.Sprintf("%04d_step_number_%d", v, v), DurationMs: 1})
+	}
+	if i%1000 == 7 {
+		r.Outcome, r.To, r.Applied, r.Error = engine.OutcomeFailed, Int64(0), nil, String("migration 0001: no such table: users")
+	}
+	return r
+}
+
+// liveHeap is the heap in use after a collection.
+func liveHeap() uint64 {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapAlloc
+}
+
+// heapWatcher is a writer that measures the live heap every `every` writes.
+type heapWatcher struct {
+	w      io.Writer
+	n      int
+	every  int
+	peak   uint64
+	writes int
+}
+
+func (h *heapWatcher) Write(p []byte) (int, error) {
+	h.writes++
+	if h.writes%h.every == 0 {
+		h.peak = max(h.peak, liveHeap())
+	}
+	return h.w.Write(p)
+}
+
+// TestReportOfManyTenantsIsWrittenWithoutHoldingThem: 50,000 results (each
+// about 1 KB as JSON) tracked and written as a report. The tracker keeps a
+// compact entry per tenant (the results are spooled), and the report is
+// written one entry at a time: the live heap stays far below what holding
+// the results would take (the tracker that kept every Result, and a report
+// marshalled whole, held more than 800 bytes per tenant before the write
+// and several times that during it).
+func TestReportOfManyTenantsIsWrittenWithoutHoldingThem(t *testing.T) {
+	const n = 50000
+	const perTenant = 320 // bytes of live heap allowed per tenant
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	base := liveHeap()
+	tr := NewTracker("big", t0)
+	defer tr.Close()
+	for i := range n {
+		tr.Add(syntheticResult(i, t0))
+	}
+	held := liveHeap() - min(base, liveHeap())
+	if held > n*perTenant {
+		t.Fatalf("the tracker holds %d bytes for %d tenants (%d per tenant), want <= %d per tenant", held, n, held/n, perTenant)
+	}
+	if p := tr.Progress(t0); p.Done != n || p.Failed != n/1000 {
+		t.Fatalf("progress %+v", p)
+	}
+	path := filepath.Join(t.TempDir(), "report.json")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep := tr.StreamReport(t0.Add(time.Hour))
+	hw := &heapWatcher{w: f, every: 5000}
+	if err := rep.WriteJSON(hw); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if hw.peak == 0 || hw.peak-min(base, hw.peak) > n*perTenant {
+		t.Fatalf("live heap while writing the report: %d bytes above the start, want <= %d", hw.peak-min(base, hw.peak), n*perTenant)
+	}
+	t.Logf("live heap: %d B/tenant tracked, %d B/tenant while writing", held/n, (hw.peak-min(base, hw.peak))/n)
+	// The file is the report: every tenant once, in order, with the summary.
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got Report
+	if err := json.Unmarshal(data, &got); err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Databases) != n || got.Summary.Total != n || got.Summary.Counts["failed"] != n/1000 ||
+		got.Summary.Counts["migrated"] != n-n/1000 || got.Databases[n-1].Tenant != fmt.Sprintf("tenant-%06d/app.db", n-1) ||
+		len(got.Databases[0].Applied) != 6 {
+		t.Fatalf("report: %d entries, summary %+v", len(got.Databases), got.Summary)
+	}
+	if len(rep.Failed()) != n/1000 || rep.OK() {
+		t.Fatalf("failed %d, ok %v", len(rep.Failed()), rep.OK())
+	}
+}
+
+// TestStreamedReportIsTheMarshalledReport: the report written one entry at a
+// time is byte for byte json.MarshalIndent of the whole report (the format
+// readers knew), empty or not, merged entries included.
+func TestStreamedReportIsTheMarshalledReport(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for _, n := range []int{0, 1, 30} {
+		tr := NewTracker("r<&>", t0)
+		for i := range n {
+			tr.Add(syntheticResult(i, t0))
+			if i%3 == 0 { // a second result: a later current never replaces migrated
+				tr.Add(Result{Tenant: fmt.Sprintf("tenant-%06d/app.db", i), Outcome: engine.OutcomeCurrent, From: Int64(6), To: Int64(6),
+					Worker: "w2", At: t0.Add(time.Hour)})
+			}
+		}
+		now := t0.Add(2 * time.Hour)
+		want, err := json.MarshalIndent(tr.Report(now), "", "  ")
+		if err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, '\n')
+		var got bytes.Buffer
+		if err := tr.StreamReport(now).WriteJSON(&got); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got.Bytes(), want) {
+			t.Fatalf("%d tenants: streamed report differs:\n%s\nwant:\n%s", n, got.String(), want)
+		}
+		// Marshalling a streaming report gives the same object.
+		m, err := json.Marshal(tr.StreamReport(now))
+		if err != nil || !json.Valid(m) {
+			t.Fatalf("marshal streaming report: %v", err)
+		}
+		var a, b any
+		json.Unmarshal(m, &a)
+		json.Unmarshal(want, &b)
+		if fmt.Sprint(a) != fmt.Sprint(b) {
+			t.Fatalf("marshalled streaming report differs")
+		}
+		tr.Close()
+	}
+}
+
+// TestTrackerWithoutSpoolKeepsResults: with no temporary directory the
+// results stay in memory and everything still works.
+func TestTrackerWithoutSpoolKeepsResults(t *testing.T) {
+	t.Setenv("TMPDIR", filepath.Join(t.TempDir(), "missing"))
+	tr := NewTracker("r", time.Time{})
+	tr.Add(Result{Tenant: "a", Outcome: "failed", Error: String("boom")})
+	if r, ok := tr.Result("a"); !ok || r.Outcome != "failed" || *r.Error != "boom" {
+		t.Fatalf("result %+v %v", r, ok)
+	}
+	if rep := tr.Report(time.Now()); len(rep.Databases) != 1 || rep.OK() {
+		t.Fatalf("report %+v", rep)
+	}
+}
