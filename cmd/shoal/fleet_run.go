@@ -86,7 +86,7 @@ func runAction(c *cli.Context) error {
 		Engine: e, Root: root, Pattern: c.String("pattern"), RunID: runID, Workers: c.Int("workers"),
 		Settings: settings(c), Backup: backupOptions(c), NoBackup: c.Bool("no-backup"), Verify: c.Bool("verify"), Backoff: c.Duration("backoff"),
 		ReportAtHead: !c.Bool("visit-all"), StreamReport: true,
-		Logger:       log, ProgressEvery: every,
+		Logger: log, ProgressEvery: every,
 		Progress: func(t *fleet.Tracker) { pp.Show(t.Progress(time.Now()), time.Now()) },
 	})
 	pp.Done()
