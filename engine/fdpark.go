@@ -60,6 +60,15 @@ func sqliteInUse(path string) (release func()) {
 	}
 }
 
+// rawInUse reports whether the engine has SQLite connections open on path
+// (a raw descriptor of it must then be parked, not closed).
+func rawInUse(path string) bool {
+	k := fdKey(path)
+	rawFDs.Lock()
+	defer rawFDs.Unlock()
+	return rawFDs.inUse[k] > 0
+}
+
 // closeRaw closes a descriptor shoal opened on the DB file at path outside
 // SQLite, or parks it until the engine's SQLite connections to path are
 // closed.

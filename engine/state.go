@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"strconv"
 	"strings"
@@ -65,13 +64,14 @@ func inspectFile(path string) (fileInfo, error) {
 	if fi.Size() == 0 {
 		return info, nil
 	}
-	f, err := os.Open(path)
+	// A plain open/pread/close, closed so as never to drop the POSIX locks
+	// of this process's SQLite connections.
+	n, err := readHead(path, info.hdr[:])
 	if err != nil {
-		return info, &DBError{Path: path, Kind: ErrCorrupt, Detail: "cannot read the file", Err: err}
-	}
-	n, err := io.ReadFull(f, info.hdr[:])
-	closeRaw(path, f) // never drops the POSIX locks of this process's SQLite connections
-	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) {
+		var pe *os.PathError
+		if errors.As(err, &pe) && pe.Op == "open" {
+			return info, &DBError{Path: path, Kind: ErrCorrupt, Detail: "cannot read the file", Err: err}
+		}
 		return info, &DBError{Path: path, Kind: ErrCorrupt, Detail: "cannot read the header", Err: err}
 	}
 	if (n < len(sqliteMagic) || !bytes.Equal(info.hdr[:len(sqliteMagic)], []byte(sqliteMagic)) || n < 100) && hasSideJournal(path) {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path"
@@ -123,31 +122,22 @@ func walkDir(ctx context.Context, dir, rel string, segs []string, fn func(tenant
 		}
 		return visit(seg, st.Mode())
 	}
-	f, err := os.Open(dir)
+	var ferr error // an error of fn (returned as is)
+	err := readDir(dir, func(name string, mode fs.FileMode) error {
+		if ok, _ := filepath.Match(seg, name); !ok {
+			return nil
+		}
+		if verr := visit(name, mode); verr != nil {
+			ferr = verr
+			return verr
+		}
+		return nil
+	})
+	if ferr != nil {
+		return ferr
+	}
 	if err != nil {
 		return fmt.Errorf("cannot read %s: %w", dir, err)
 	}
-	defer f.Close()
-	for {
-		ents, err := f.ReadDir(readBatch)
-		for _, e := range ents {
-			ok, _ := filepath.Match(seg, e.Name())
-			if !ok {
-				continue
-			}
-			// e.Type() is the entry's own type (lstat): a symlink stays one.
-			if verr := visit(e.Name(), e.Type()); verr != nil {
-				return verr
-			}
-		}
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("cannot read %s: %w", dir, err)
-		}
-		if len(ents) == 0 {
-			return nil
-		}
-	}
+	return nil
 }
