@@ -154,6 +154,31 @@ func New(nc *nats.Conn, js jetstream.JetStream, o Options) (*Worker, error) {
 // Ready reports whether the worker is connected and its consumers exist.
 func (w *Worker) Ready() bool { return w.ready.Load() && w.nc.IsConnected() }
 
+// pending reads the jobs waiting in this worker's consumers (metrics).
+func (w *Worker) pending(ctx context.Context) []Pending {
+	stream := w.o.Settings.JobsStream
+	if stream == "" {
+		stream = fleet.DefaultJobsStream
+	}
+	var out []Pending
+	for _, high := range []bool{false, true} {
+		c, err := w.js.Consumer(ctx, stream, w.o.Settings.ConsumerName(w.o.Node, high))
+		if err != nil {
+			continue
+		}
+		info, err := c.Info(ctx)
+		if err != nil {
+			continue
+		}
+		prio := fleet.PriorityNormal
+		if high {
+			prio = fleet.PriorityHigh
+		}
+		out = append(out, Pending{Node: w.o.Node, Priority: prio, Jobs: info.NumPending, AckPending: uint64(info.NumAckPending)})
+	}
+	return out
+}
+
 // Provision creates the streams and the node's consumers (idempotent).
 func (w *Worker) Provision(ctx context.Context) error {
 	high, bulk, err := fleet.Provision(ctx, w.js, w.o.Settings, w.o.Node)
@@ -357,6 +382,7 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg, migrated func())
 	if md, err := msg.Metadata(); err == nil {
 		attempt = int(md.NumDelivered)
 		seq = md.Sequence.Stream
+		w.Metrics.observeQueue(start.Sub(md.Timestamp))
 	}
 	job, err := fleet.ParseJob(msg.Data())
 	name := job.Tenant
@@ -402,7 +428,9 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg, migrated func())
 	var res *engine.Result
 	var resolved fleet.Resolved
 	if err == nil {
+		t0 := time.Now()
 		res, resolved, err = w.run(ctx, job, log)
+		w.Metrics.observeEngine(time.Since(t0))
 		if ctx.Err() != nil && err != nil && !final(err) {
 			// Shutting down past the deadline: the engine rolled back; give
 			// the job back at once, with no result (the delivery still
