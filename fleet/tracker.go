@@ -380,7 +380,8 @@ func (t *Tracker) entryOf(tenant string) (Result, error) {
 	return t.merged(e)
 }
 
-// spool holds a tracker's results: appended to an unlinked temporary file
+// spool holds a tracker's results: the first spoolAfter in memory, the
+// others appended to an unlinked temporary file
 // (JSON, one after the other), read back by offset. Without a temporary
 // directory it keeps them in memory.
 type spool struct {
@@ -411,7 +412,15 @@ func (s *spool) open() {
 	s.f, s.w = f, bufio.NewWriterSize(f, 64<<10)
 }
 
+// spoolAfter is how many results a tracker keeps in memory before it
+// spools to a file: small runs (and the worker's sweeps) never open one.
+const spoolAfter = 1024
+
 func (s *spool) put(r Result) ref {
+	if s.f == nil && len(s.mem) < spoolAfter {
+		s.mem = append(s.mem, r)
+		return ref{off: int64(len(s.mem) - 1), n: -1}
+	}
 	s.open()
 	if s.f != nil {
 		data, err := json.Marshal(r)

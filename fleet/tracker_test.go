@@ -161,10 +161,16 @@ func TestTrackerWithoutSpoolKeepsResults(t *testing.T) {
 	t.Setenv("TMPDIR", filepath.Join(t.TempDir(), "missing"))
 	tr := NewTracker("r", time.Time{})
 	tr.Add(Result{Tenant: "a", Outcome: "failed", Error: String("boom")})
+	for i := range spoolAfter + 10 {
+		tr.Add(Result{Tenant: fmt.Sprintf("t%05d", i), Outcome: "current"})
+	}
 	if r, ok := tr.Result("a"); !ok || r.Outcome != "failed" || *r.Error != "boom" {
 		t.Fatalf("result %+v %v", r, ok)
 	}
-	if rep := tr.Report(time.Now()); len(rep.Databases) != 1 || rep.OK() {
-		t.Fatalf("report %+v", rep)
+	if r, ok := tr.Result(fmt.Sprintf("t%05d", spoolAfter+5)); !ok || r.Outcome != "current" {
+		t.Fatalf("result %+v %v", r, ok)
+	}
+	if rep := tr.Report(time.Now()); len(rep.Databases) != spoolAfter+11 || rep.OK() {
+		t.Fatalf("report: %d entries", len(rep.Databases))
 	}
 }
