@@ -88,6 +88,15 @@ type BackupOptions struct {
 	// Keep > 0 keeps the newest Keep backups of this database and deletes
 	// older ones after a successful backup. 0 keeps everything.
 	Keep int
+	// KeepFor > 0 deletes, after a successful backup, this database's
+	// backups older than KeepFor (by the time in their names). The backup
+	// just taken is never deleted.
+	KeepFor time.Duration
+	// ReuseKey names the job a backup is taken for (a fleet worker: run id
+	// and job id). A backup taken with the same key is reused, instead of
+	// taking another, when the database has not changed since: see
+	// backup_reuse.go. "" always takes a new backup.
+	ReuseKey string
 }
 
 // backupNow is the clock used for backup names (tests pin it).
@@ -118,6 +127,16 @@ func Backup(ctx context.Context, path string, o BackupOptions) (string, error) {
 	if !st.Mode().IsRegular() {
 		return "", fail("", nil, "not a regular file", "point --db at a SQLite database file", nil)
 	}
+	var before reuseState
+	var trusted bool
+	if o.ReuseKey != "" {
+		if dir, _, err := backupDir(path, o); err == nil {
+			if bak := reusableBackup(dir, path, o.ReuseKey); bak != "" {
+				return bak, nil
+			}
+		}
+		before, trusted = dbReuseState(path)
+	}
 	final, err := placeBackup(path, o, fail, func(tmpName string) error {
 		if err := onlineBackup(ctx, path, tmpName); err != nil {
 			var se *SafetyError
@@ -144,9 +163,13 @@ func Backup(ctx context.Context, path string, o BackupOptions) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if o.Keep > 0 {
+	if o.ReuseKey != "" {
+		after, ok := dbReuseState(path)
+		rememberBackup(filepath.Dir(final), path, o.ReuseKey, final, before, trusted && ok && after == before)
+	}
+	if o.Keep > 0 || o.KeepFor > 0 {
 		// Pruning problems do not undo a good backup.
-		_ = pruneBackups(filepath.Dir(final), filepath.Base(path), o.Keep, final)
+		_ = pruneBackups(filepath.Dir(final), filepath.Base(path), o.Keep, o.KeepFor, backupNow(), final)
 	}
 	return final, nil
 }
@@ -445,33 +468,56 @@ func listBackups(dir, base string) ([]backupFile, error) {
 	return out, nil
 }
 
-// pruneBackups deletes all but the newest keep backups of base in dir; the
-// backup just taken is never deleted.
-func pruneBackups(dir, base string, keep int, just string) error {
+// pruneBackups deletes the backups of base in dir that are not among the
+// newest keep (keep > 0) or are older than keepFor (keepFor > 0, by the time
+// in their names, relative to now); the newest backup and the backup just
+// taken are never deleted.
+func pruneBackups(dir, base string, keep int, keepFor time.Duration, now time.Time, just string) error {
 	files, err := listBackups(dir, base)
 	if err != nil {
 		return err
 	}
-	justName := filepath.Base(just)
+	_, errs := pruneList(dir, files, keep, keepFor, now, filepath.Base(just), false)
+	_ = syncDir(dir)
+	return errors.Join(errs...)
+}
+
+// pruneList applies the retention rule to one DB's backups (oldest first)
+// and returns the names it deleted (or would delete, dryRun).
+func pruneList(dir string, files []backupFile, keep int, keepFor time.Duration, now time.Time, justName string, dryRun bool) ([]backupFile, []error) {
 	kept := 0
-	if containsName(files, justName) {
+	if justName != "" && containsName(files, justName) {
 		kept = 1 // the backup just taken always counts and is never deleted
 	}
+	var gone []backupFile
 	var errs []error
 	for i := len(files) - 1; i >= 0; i-- {
-		if files[i].name == justName {
-			continue
+		f := files[i]
+		if f.name == justName || i == len(files)-1 && justName == "" {
+			if justName == "" {
+				kept++
+			}
+			continue // the newest is never deleted
 		}
-		if kept < keep {
+		old := false
+		if keepFor > 0 {
+			if t, err := time.Parse("20060102T150405.000000000", f.ts); err == nil && now.Sub(t) > keepFor {
+				old = true
+			}
+		}
+		if !old && (keep <= 0 || kept < keep) {
 			kept++
 			continue
 		}
-		if err := os.Remove(filepath.Join(dir, files[i].name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			errs = append(errs, err)
+		if !dryRun {
+			if err := os.Remove(filepath.Join(dir, f.name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				errs = append(errs, err)
+				continue
+			}
 		}
+		gone = append(gone, f)
 	}
-	_ = syncDir(dir)
-	return errors.Join(errs...)
+	return gone, errs
 }
 
 func containsName(files []backupFile, name string) bool {

@@ -58,7 +58,7 @@ func Restore(ctx context.Context, path, backup string, o RestoreOptions) (replac
 	if o.BusyTimeout <= 0 {
 		o.BusyTimeout = DefaultRestoreBusyTimeout
 	}
-	o.Backup.Keep = 0
+	o.Backup.Keep, o.Backup.KeepFor, o.Backup.ReuseKey = 0, 0, ""
 
 	bst, err := os.Stat(backup)
 	if err != nil {

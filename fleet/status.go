@@ -33,6 +33,9 @@ type FleetStatus struct {
 	// have; filled only with --verify (VerifyDrift), else empty.
 	Drifted []string `json:"drifted"`
 	Total   int      `json:"total"`
+	// Backups is the disk taken by shoal's backups under the backup
+	// directory (fleet status --backup-dir); absent without one.
+	Backups *BackupUsage `json:"backups,omitempty"`
 }
 
 // DriftChecker compares a DB's schema with its version's (engine.Engine.Drift).
@@ -144,4 +147,11 @@ func Status(ctx context.Context, e Versioner, root, pattern string, workers int,
 		sort.Strings(l)
 	}
 	return st, nil
+}
+
+// BackupUsage is the disk taken by shoal's backups in a backup directory.
+type BackupUsage struct {
+	Dir   string `json:"dir"`
+	Count int    `json:"count"`
+	Bytes int64  `json:"bytes"`
 }

@@ -540,6 +540,13 @@ func (w *Worker) migrate(ctx context.Context, job fleet.Job, path string) (res *
 	}
 	if !w.o.NoBackup {
 		b := w.o.Backup
+		// One backup per tenant per run: a retry of this job reuses the
+		// backup its first attempt took while the DB has not changed.
+		key := job.JobID
+		if key == "" {
+			key = job.Tenant + "\x00" + job.Path
+		}
+		b.ReuseKey = job.RunID + "\x00" + key
 		mo.Backup = &b
 	}
 	res, err = w.o.Engine.Migrate(ctx, path, mo)

@@ -757,6 +757,7 @@ func TestTransientFailureRetried(t *testing.T) {
 	v.produce("transient", nil)
 	v.worker("w", 1, func(o *Options, _ *nats.Conn) {
 		o.Engine = e
+		o.NoBackup = false
 		o.afterMigrate = func(_ context.Context, _ fleet.Job, attempt int) {
 			if attempt == 1 {
 				release()
@@ -769,5 +770,9 @@ func TestTransientFailureRetried(t *testing.T) {
 	}
 	if h := fleettest.History(t, path); !reflect.DeepEqual(h, []int64{1, 2, 3}) {
 		t.Fatalf("history %v", h)
+	}
+	// One backup per tenant per run: the retry reused the first attempt's.
+	if baks, _ := filepath.Glob(path + ".*.bak"); len(baks) != 1 || rep.Databases[0].Backup == nil || *rep.Databases[0].Backup != baks[0] {
+		t.Fatalf("backups %v, result's %v", baks, rep.Databases[0].Backup)
 	}
 }

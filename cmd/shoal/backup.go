@@ -26,8 +26,74 @@ func backupCommand() *cli.Command {
 			&cli.IntFlag{Name: "keep", Usage: "keep only the newest N backups of this DB (0: all)"},
 			jsonFlag(`print {"backup": PATH}`),
 		},
-		Action: backupAction,
+		Action:      backupAction,
+		Subcommands: []*cli.Command{backupPruneCommand()},
 	}
+}
+
+func backupPruneCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "prune",
+		Usage:     "delete old backups of every DB under a backup directory",
+		UsageText: "shoal backup prune --dir DIR [--keep N] [--keep-for D] [--dry-run] [--json]",
+		Description: "Walks DIR (a --backup-dir, or a tenant root when backups sit beside the DBs) and, for\n" +
+			"each DB, deletes the backups beyond the newest --keep and those older than --keep-for\n" +
+			"(by the UTC time in their names). The newest backup of a DB is never deleted. Only\n" +
+			"shoal's backup names (<db>.<timestamp>[-N].bak, regular files) are touched; symbolic\n" +
+			"links are not followed. --dry-run lists what would go.",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "dir", Usage: "backup directory tree to prune"},
+			&cli.IntFlag{Name: "keep", Value: DefaultKeep, Usage: "keep the newest N backups of each DB (0: no count limit)"},
+			&cli.DurationFlag{Name: "keep-for", Usage: "delete backups older than this, e.g. 720h (0: no age limit)"},
+			&cli.BoolFlag{Name: "dry-run", Usage: "list what would be deleted, delete nothing"},
+			jsonFlag(`print {"databases", "backups", "bytes", "deleted": [PATH...], "deleted_bytes", "dry_run"}`),
+		},
+		Action: backupPruneAction,
+	}
+}
+
+func backupPruneAction(c *cli.Context) error {
+	dir := c.String("dir")
+	if dir == "" {
+		return usageError("missing --dir: the backup directory to prune")
+	}
+	if c.NArg() > 0 {
+		return usageError("backup prune takes no arguments, got %q", c.Args().First())
+	}
+	if c.Int("keep") < 0 {
+		return usageError("--keep must be 0 or more, got %d", c.Int("keep"))
+	}
+	if c.Duration("keep-for") < 0 {
+		return usageError("--keep-for must be 0 or more, got %s", c.Duration("keep-for"))
+	}
+	if c.Int("keep") == 0 && c.Duration("keep-for") == 0 {
+		return usageError("--keep 0 and no --keep-for would keep everything: give a count or an age")
+	}
+	st, err := engine.PruneTree(dir, engine.PruneOptions{Keep: c.Int("keep"), KeepFor: c.Duration("keep-for"), DryRun: c.Bool("dry-run")})
+	if st == nil {
+		return failure(err, "%v", err)
+	}
+	if c.Bool("json") {
+		if perr := printJSON(c, struct {
+			*engine.PruneStats
+			DryRun bool `json:"dry_run"`
+		}{st, c.Bool("dry-run")}); perr != nil {
+			return perr
+		}
+	} else {
+		verb := "deleted"
+		if c.Bool("dry-run") {
+			verb = "would delete"
+			for _, p := range st.Deleted {
+				printf(c, "%s\n", p)
+			}
+		}
+		printf(c, "%d backups of %d databases (%s); %s %d (%s)\n", st.Backups, st.Databases, humanBytes(st.Bytes), verb, len(st.Deleted), humanBytes(st.DeletedBytes))
+	}
+	if err != nil {
+		return failure(err, "some backups could not be pruned: %v", err)
+	}
+	return nil
 }
 
 func backupAction(c *cli.Context) error {

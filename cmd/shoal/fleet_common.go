@@ -171,6 +171,12 @@ func checkSettings(c *cli.Context) error {
 	if hasFlag(c, "ack-wait") && c.Duration("ack-wait") < time.Second {
 		return usageError("--ack-wait %s is too short: use 1s or more", c.Duration("ack-wait"))
 	}
+	if hasFlag(c, "keep") && c.Int("keep") < 0 {
+		return usageError("--keep must be 0 or more, got %d", c.Int("keep"))
+	}
+	if hasFlag(c, "keep-for") && c.Duration("keep-for") < 0 {
+		return usageError("--keep-for must be 0 or more, got %s", c.Duration("keep-for"))
+	}
 	if hasFlag(c, "max-deliver") && c.Int("max-deliver") < 1 {
 		return usageError("--max-deliver must be 1 or more")
 	}

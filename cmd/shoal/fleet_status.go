@@ -1,9 +1,11 @@
 package main
 
 import (
+	"fmt"
 	"sort"
 	"strconv"
 
+	"github.com/shoal-dev/shoal/engine"
 	"github.com/shoal-dev/shoal/fleet"
 	"github.com/urfave/cli/v2"
 )
@@ -26,6 +28,7 @@ func init() {
 					&cli.BoolFlag{Name: "json", Usage: "print one JSON object"},
 					allowEmptyFlag(),
 					&cli.BoolFlag{Name: "verify", Usage: "also compare each DB at head with head's schema and list those that drifted (slower: reads every schema)"},
+					&cli.StringFlag{Name: "backup-dir", Usage: "also show the disk taken by shoal's backups under this directory (the workers' --backup-dir)"},
 				},
 				Action: fleetStatusAction,
 			},
@@ -54,6 +57,13 @@ func fleetStatusAction(c *cli.Context) error {
 	st, err := fleet.Status(ctx, e, root, c.String("pattern"), c.Int("concurrency"), c.Bool("verify"))
 	if err != nil {
 		return failure(err, "%v", err)
+	}
+	if d := c.String("backup-dir"); d != "" {
+		n, b, err := engine.BackupUsage(d)
+		if err != nil {
+			return failure(err, "--backup-dir %s: %v", d, err)
+		}
+		st.Backups = &fleet.BackupUsage{Dir: d, Count: n, Bytes: b}
 	}
 	if c.Bool("json") {
 		printJSON(c, st)
@@ -96,6 +106,9 @@ func fleetStatusAction(c *cli.Context) error {
 		list("corrupt", st.Corrupt)
 		list("unreadable", st.Errors)
 		list("drifted (schema differs from its version)", st.Drifted)
+		if b := st.Backups; b != nil {
+			printf(c, "backups in %s: %d files, %s (prune with `shoal backup prune --dir %s`)\n", b.Dir, b.Count, humanBytes(b.Bytes), b.Dir)
+		}
 	}
 	if st.Total == 0 && !c.Bool("allow-empty") {
 		return emptyFleet(c, root)
@@ -105,4 +118,18 @@ func fleetStatusAction(c *cli.Context) error {
 		return failure(nil, "%d of %d databases not at head %d or not readable (run `shoal produce --only-behind` or `shoal run` for those behind)", n, st.Total, st.Head)
 	}
 	return nil
+}
+
+// humanBytes renders a size: 512 B, 1.5 KiB, 3.2 GiB.
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

@@ -25,14 +25,19 @@ func backupFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "backup-dir", Usage: "directory for the backups taken before migrating (default: beside each DB)"},
 		&cli.StringFlag{Name: "backup-root", Usage: "with --backup-dir: mirror DB paths relative to this directory under --backup-dir"},
-		&cli.IntFlag{Name: "keep", Usage: "keep the newest N backups per DB (0: all)"},
+		&cli.IntFlag{Name: "keep", Value: DefaultKeep, Usage: "keep the newest N backups per DB (0: all)"},
+		&cli.DurationFlag{Name: "keep-for", Usage: "also delete a DB's backups older than this, e.g. 720h (0: no age limit; the newest is always kept)"},
 		&cli.BoolFlag{Name: "no-backup", Usage: "do not back up DBs before migrating them"},
 		&cli.BoolFlag{Name: "verify", Usage: "after migrating, compare each DB's schema with what its version should have; differences are the outcome drifted"},
 	}
 }
 
+// DefaultKeep is how many backups per DB fleet workers keep by default:
+// every deploy that migrates adds one per DB, and the oldest go.
+const DefaultKeep = 5
+
 func backupOptions(c *cli.Context) engine.BackupOptions {
-	return engine.BackupOptions{Dir: c.String("backup-dir"), Root: c.String("backup-root"), Keep: c.Int("keep")}
+	return engine.BackupOptions{Dir: c.String("backup-dir"), Root: c.String("backup-root"), Keep: c.Int("keep"), KeepFor: c.Duration("keep-for")}
 }
 
 func workCommand() *cli.Command {
