@@ -148,6 +148,9 @@ func ParseJob(data []byte) (Job, error) {
 	if job.Tenant == "" && job.Path == "" {
 		return rej("malformed job: no tenant")
 	}
+	if job.MaxFailures < 0 || job.MaxFailures > MaxTarget {
+		return rej("malformed job: max_failures %d out of range (0 = no halt)", job.MaxFailures)
+	}
 	if job.Target < 0 || job.Target > MaxTarget {
 		return rej("malformed job: target %d out of range (0 = the worker's head)", job.Target)
 	}

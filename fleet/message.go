@@ -25,7 +25,7 @@ const (
 var Outcomes = []string{
 	engine.OutcomeMigrated, engine.OutcomeCurrent, engine.OutcomeFailed,
 	engine.OutcomeUnmanaged, engine.OutcomeAhead, engine.OutcomeChanged,
-	engine.OutcomeOutOfOrder, engine.OutcomeCorrupt, engine.OutcomeDrifted, OutcomeRejected,
+	engine.OutcomeOutOfOrder, engine.OutcomeCorrupt, engine.OutcomeDrifted, OutcomeRejected, OutcomeSkipped,
 }
 
 // AtHead reports whether an outcome leaves the DB at the run's target.
@@ -50,6 +50,10 @@ type Job struct {
 	Target      int64     `json:"target"`
 	RequestedAt time.Time `json:"requested_at"`
 	Priority    string    `json:"priority"`
+	// MaxFailures > 0: the run halts once that many of its tenants failed
+	// (the producer's --max-failures); a worker then reports this job
+	// `skipped` instead of migrating it (see halt.go). 0: no halt.
+	MaxFailures int64 `json:"max_failures"`
 }
 
 // Result is what a worker did with one job, published on

@@ -89,6 +89,9 @@ type Worker struct {
 	ackWait atomic.Int64 // consumer's AckWait (ns)
 	ready   atomic.Bool
 	Metrics *Metrics
+
+	resMu     sync.Mutex
+	resStream jetstream.Stream // results stream, for halts (cached)
 }
 
 // New prepares a worker on an open connection.
@@ -427,6 +430,13 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg, migrated func())
 
 	var res *engine.Result
 	var resolved fleet.Resolved
+	if err == nil && job.MaxFailures > 0 {
+		// The run halts at max_failures: look before touching the DB.
+		if reason := w.haltReason(ctx, job, log); reason != "" {
+			w.skip(ctx, msg, job, name, seq, attempt, reason, start, log)
+			return
+		}
+	}
 	if err == nil {
 		t0 := time.Now()
 		res, resolved, err = w.run(ctx, job, log)
@@ -461,6 +471,11 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg, migrated func())
 	migrated()
 	pctx, pcancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer pcancel()
+	if job.MaxFailures > 0 && fleet.IsFailure(r.Outcome) {
+		// Counted before the result is published and the next job taken,
+		// so every job started after the limit is skipped.
+		w.countFailure(pctx, job, name, log)
+	}
 	// Counted before its result is visible, so metrics never lag behind
 	// results (a job whose result cannot be published now is counted again
 	// when it is redelivered).
@@ -488,6 +503,84 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg, migrated func())
 	} else {
 		log.Info("job done", fields...)
 	}
+}
+
+// results returns the results stream (cached).
+func (w *Worker) results(ctx context.Context) (jetstream.Stream, error) {
+	w.resMu.Lock()
+	defer w.resMu.Unlock()
+	if w.resStream != nil {
+		return w.resStream, nil
+	}
+	name := w.o.Settings.ResultsStream
+	if name == "" {
+		name = fleet.DefaultResultsStream
+	}
+	st, err := w.js.Stream(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	w.resStream = st
+	return st, nil
+}
+
+// haltReason says whether job's run has halted ("" if not). If that
+// cannot be read, the job goes on (the producer stops publishing anyway).
+func (w *Worker) haltReason(ctx context.Context, job fleet.Job, log *zap.Logger) string {
+	hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	st, err := w.results(hctx)
+	if err == nil {
+		var reason string
+		if reason, _, err = fleet.HaltState(hctx, st, w.o.Settings.Names, job.RunID, job.MaxFailures); err == nil {
+			return reason
+		}
+	}
+	log.Warn("cannot read whether the run halted; migrating", zap.Error(err))
+	return ""
+}
+
+// countFailure records a failed job of a run with max_failures and, when
+// that reaches the limit, publishes the run's halt.
+func (w *Worker) countFailure(ctx context.Context, job fleet.Job, tenant string, log *zap.Logger) {
+	if err := fleet.RecordFailure(ctx, w.js, w.o.Settings.Names, job.RunID, job.JobID, tenant); err != nil {
+		log.Warn("cannot count the failure towards --max-failures", zap.Error(err))
+		return
+	}
+	st, err := w.results(ctx)
+	if err != nil {
+		return
+	}
+	_, n, err := fleet.HaltState(ctx, st, w.o.Settings.Names, job.RunID, 0)
+	if err != nil || int64(n) < job.MaxFailures {
+		return
+	}
+	reason := fleet.MaxFailuresReason(n, job.MaxFailures)
+	if err := fleet.PublishHalt(ctx, w.js, w.o.Settings.Names, fleet.Halt{RunID: job.RunID, Reason: reason, Failures: n}); err != nil {
+		log.Warn("cannot publish the run's halt", zap.Error(err))
+		return
+	}
+	log.Warn("run halted: no more of its jobs are migrated", zap.String("reason", reason))
+}
+
+// skip ends a job of a halted run: result `skipped`, job terminated, DB
+// untouched.
+func (w *Worker) skip(ctx context.Context, msg jetstream.Msg, job fleet.Job, name string, seq uint64, attempt int, reason string, start time.Time, log *zap.Logger) {
+	why := "not migrated: the run halted: " + reason
+	r := fleet.Result{RunID: job.RunID, JobID: job.JobID, Tenant: name, Path: job.Path, Outcome: fleet.OutcomeSkipped,
+		Applied: []engine.Applied{}, Error: &why, Attempt: attempt, Worker: w.o.Name, At: time.Now().UTC(),
+		DurationMs: time.Since(start).Milliseconds()}
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	if err := w.publish(pctx, r, seq); err != nil && !errors.Is(err, errUnpublishable) {
+		log.Error("cannot publish result, leaving the job for redelivery", zap.Error(err))
+		return
+	}
+	if err := w.settle(pctx, msg, seq, false); err != nil {
+		log.Warn("term not confirmed; the job may be redelivered and skipped again", zap.Error(err))
+	}
+	w.Metrics.observe(fleet.OutcomeSkipped, time.Since(start))
+	log.Info("job done", zap.String("outcome", fleet.OutcomeSkipped), zap.String("reason", reason))
 }
 
 // run resolves the job's DB beneath the root and migrates it. A rejected
