@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -99,9 +100,16 @@ func PrintSummary(w io.Writer, rep *Report) {
 	failed := rep.Failed()
 	if len(failed) > 0 {
 		fmt.Fprintf(w, "%d database(s) not at head:\n", len(failed))
+		// Tenants failing the same way are one line: "18 tenants: failed:
+		// migration 0007_x.sql (up) failed at statement 2 ...".
+		groups := GroupFailures(failed)
 		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 		fmt.Fprintf(tw, "  TENANT\tOUTCOME\tATTEMPT\tERROR\n")
-		for _, r := range failed {
+		for _, g := range groups {
+			if len(g.Tenants) > 1 {
+				continue
+			}
+			r := g.First
 			msg := ""
 			if r.Error != nil {
 				msg = firstLine(*r.Error)
@@ -109,7 +117,54 @@ func PrintSummary(w io.Writer, rep *Report) {
 			fmt.Fprintf(tw, "  %s\t%s\t%d\t%s\n", r.Tenant, r.Outcome, r.Attempt, msg)
 		}
 		tw.Flush()
+		for _, g := range groups {
+			if len(g.Tenants) < 2 {
+				continue
+			}
+			sample := g.Tenants
+			more := ""
+			if len(sample) > 3 {
+				more = fmt.Sprintf(", and %d more", len(sample)-3)
+				sample = sample[:3]
+			}
+			fmt.Fprintf(w, "  %d tenants: %s: %s (%s%s)\n", len(g.Tenants), g.Outcome, g.Error, strings.Join(sample, ", "), more)
+		}
 	}
+}
+
+// FailureGroup is the tenants of a report that ended with the same outcome
+// and the same error (the tenant's own path taken out of it).
+type FailureGroup struct {
+	Outcome string
+	Error   string
+	Tenants []string
+	First   Result
+}
+
+// GroupFailures groups results by outcome and error, largest group first.
+func GroupFailures(rs []Result) []FailureGroup {
+	idx := map[string]int{}
+	var out []FailureGroup
+	for _, r := range rs {
+		msg := ""
+		if r.Error != nil {
+			msg = firstLine(*r.Error)
+			if r.Path != "" {
+				msg = strings.ReplaceAll(msg, r.Path+": ", "")
+				msg = strings.ReplaceAll(msg, r.Path, "<db>")
+			}
+		}
+		key := r.Outcome + "\x00" + msg
+		i, ok := idx[key]
+		if !ok {
+			i = len(out)
+			idx[key] = i
+			out = append(out, FailureGroup{Outcome: r.Outcome, Error: msg, First: r})
+		}
+		out[i].Tenants = append(out[i].Tenants, r.Tenant)
+	}
+	sort.SliceStable(out, func(i, j int) bool { return len(out[i].Tenants) > len(out[j].Tenants) })
+	return out
 }
 
 // PrintResults writes one line per result (the `results` table).

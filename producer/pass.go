@@ -39,11 +39,33 @@ func ProducePass(ctx, followCtx context.Context, js jetstream.JetStream, o Optio
 			prev(id)
 		}
 	}
+	ro := newRollout(ctx, js, o, t)
+	if ro.active() {
+		prevResult := fo.OnResult
+		fo.OnResult = func(r fleet.Result) {
+			ro.onResult(r)
+			if prevResult != nil {
+				prevResult(r)
+			}
+		}
+		o.Halted = ro.reason
+	}
 	fo.Follow, fo.UntilComplete, fo.NoManifest, fo.Filter = true, true, true, pass.Offer
 	fctx, stop := context.WithCancel(followCtx)
 	defer stop()
 	done := make(chan error, 1)
 	go func() { done <- fleet.Follow(fctx, js, o.Names, o.RunID, t, fo) }()
+	if ro.canary() {
+		st, perr, ferr = ro.canaryWave(ctx, fctx, js, o, done)
+		if perr != nil || ferr != nil {
+			stop()
+			if ferr == nil {
+				<-done
+			}
+			return st, perr, ferr
+		}
+		o = ro.restOptions(o, st)
+	}
 	st, perr = Produce(ctx, js, o)
 	if perr != nil {
 		stop()
@@ -56,5 +78,6 @@ func ProducePass(ctx, followCtx context.Context, js jetstream.JetStream, o Optio
 	if ferr != nil && (fctx.Err() != nil || errors.Is(ferr, context.Canceled)) {
 		ferr = nil // followCtx ended: the caller reports what is missing
 	}
+	st.HaltReason = ro.reason()
 	return st, nil, ferr
 }

@@ -64,6 +64,29 @@ type Options struct {
 	// OnDone is called with the stats once everything is published, before
 	// Produce returns (and before ProducePass waits for the results).
 	OnDone func(*Stats)
+
+	// MaxFailures > 0 halts the run once that many tenants failed: it is
+	// carried in every job (workers skip the run's jobs from then on) and
+	// ProducePass stops publishing (the rest are reported `skipped`).
+	MaxFailures int
+	// Canary > 0 (ProducePass): the first Canary tenants that need a job
+	// are published first, alone; the rest only when every canary ended
+	// migrated or current. CanaryTenants names canary tenants instead.
+	Canary        int
+	CanaryTenants []string
+
+	// Filter, when set, decides which tenants this Produce handles (after
+	// their version is read; job: the tenant needs a job). The others are
+	// left out entirely: no job, no result, not counted.
+	Filter func(tenant string, job bool) bool
+	// Halted, when set, is asked before each job is published: a non-empty
+	// reason publishes a `skipped` result instead (the run halted).
+	Halted func() string
+	// Partial: another Produce of the same pass follows (a canary wave):
+	// the manifest is not marked complete. TotalBase is added to the
+	// total of the complete manifest (the tenants of earlier waves).
+	Partial   bool
+	TotalBase int
 }
 
 // Stats say what a run published.
@@ -72,6 +95,7 @@ type Stats struct {
 	Published  int // new jobs stored
 	Duplicates int // already in the stream for this run id and DB state (Nats-Msg-Id)
 	Current    int // found at head and reported current by the producer itself
+	Halted     int // not published because the run halted: reported skipped by the producer
 	Skipped    int // at head, not published (OnlyBehind)
 	Found      int // DB files the walk matched
 	// Ignored counts entries matching the pattern that the walk refused:
@@ -81,11 +105,15 @@ type Stats struct {
 	IgnoredSample []string
 	Started       time.Time
 	Finished      time.Time
+	// Canaries are the tenants of the canary wave (ProducePass); HaltReason
+	// is why the run halted ("" if it did not).
+	Canaries   []string
+	HaltReason string
 }
 
 // Expected is how many results the pass waits for: one per job and one
 // per DB the producer reported current itself.
-func (s *Stats) Expected() int { return s.Jobs + s.Current }
+func (s *Stats) Expected() int { return s.Jobs + s.Current + s.Halted }
 
 // headCache is the part of *engine.Engine that knows, for one stat(), that
 // a DB was verified at head through the migration set's fingerprint.
@@ -255,15 +283,20 @@ func Produce(ctx context.Context, js jetstream.JetStream, o Options) (*Stats, er
 				state := fmt.Sprintf("target=%d %s", head, DBState(c.path, v, verr))
 				atHead := verr == nil && v == head
 				if atHead && o.OnlyBehind {
-					smu.Lock()
-					skipped++
-					smu.Unlock()
+					if o.Filter == nil || o.Filter(c.tenant, false) {
+						smu.Lock()
+						skipped++
+						smu.Unlock()
+					}
+					continue
+				}
+				if o.Filter != nil && !o.Filter(c.tenant, !(atHead && o.ReportAtHead)) {
 					continue
 				}
 				// Behind, ahead, unmanaged, corrupt or unreadable: a
 				// worker reports it.
 				it := item{job: fleet.Job{RunID: o.RunID, JobID: JobID(o.RunID, c.tenant, state), Tenant: c.tenant, Path: c.path,
-					Target: head, RequestedAt: time.Now().UTC(), Priority: priority}}
+					Target: head, RequestedAt: time.Now().UTC(), Priority: priority, MaxFailures: int64(max(o.MaxFailures, 0))}}
 				if atHead && o.ReportAtHead {
 					if dry != nil && (cache == nil || !cache.VerifiedAtHead(c.path)) {
 						// Version said head without the fingerprint
@@ -297,6 +330,17 @@ func Produce(ctx context.Context, js jetstream.JetStream, o Options) (*Stats, er
 		if pubErr != nil {
 			continue // drain
 		}
+		if it.current == nil && o.Halted != nil {
+			if reason := o.Halted(); reason != "" {
+				// The run halted: this tenant is reported skipped, in its
+				// own id space, and no job is published.
+				why := "not migrated: the run halted: " + reason
+				r := fleet.Result{RunID: o.RunID, JobID: JobID(o.RunID, it.job.Tenant, "skipped "+it.job.JobID), Tenant: it.job.Tenant,
+					Path: it.job.Path, Outcome: fleet.OutcomeSkipped, Applied: []engine.Applied{}, Error: &why,
+					Worker: o.Worker, At: time.Now().UTC()}
+				it.current = &r
+			}
+		}
 		if o.OnExpect != nil {
 			if it.current != nil {
 				o.OnExpect(it.current.JobID)
@@ -310,7 +354,14 @@ func Produce(ctx context.Context, js jetstream.JetStream, o Options) (*Stats, er
 			msg := nats.NewMsg(resultSubject)
 			msg.Data = data
 			msg.Header.Set(jetstream.MsgIDHeader, "producer:"+r.JobID)
-			p = pendingPub{tenant: r.Tenant, msg: msg, onAck: func(bool) { st.Current++ }}
+			skippedResult := r.Outcome == fleet.OutcomeSkipped
+			p = pendingPub{tenant: r.Tenant, msg: msg, onAck: func(bool) {
+				if skippedResult {
+					st.Halted++
+				} else {
+					st.Current++
+				}
+			}}
 		} else {
 			job := it.job
 			data, _ := json.Marshal(job)
@@ -348,15 +399,17 @@ func Produce(ctx context.Context, js jetstream.JetStream, o Options) (*Stats, er
 	}
 	st.Skipped, st.Found = skipped, found
 	st.Finished = time.Now().UTC()
-	man.Complete, man.Total, man.Skipped, man.FinishedAt = true, st.Expected(), skipped, &st.Finished
-	if err := publishManifest(ctx, js, o.Names, man); err != nil {
-		return st, err
+	if !o.Partial {
+		man.Complete, man.Total, man.Skipped, man.FinishedAt = true, o.TotalBase+st.Expected(), skipped, &st.Finished
+		if err := publishManifest(ctx, js, o.Names, man); err != nil {
+			return st, err
+		}
 	}
 	if st.Ignored > 0 {
 		log.Warn("entries matching the pattern were not published (symlinks below the root are never followed; only regular files are tenants)",
 			zap.Int("count", st.Ignored), zap.Strings("first", st.IgnoredSample))
 	}
-	log.Info("jobs published", zap.Int("jobs", st.Jobs), zap.Int("new", st.Published),
+	log.Info("jobs published", zap.Int("jobs", st.Jobs), zap.Int("new", st.Published), zap.Int("skipped_halted", st.Halted),
 		zap.Int("duplicates", st.Duplicates), zap.Int("current_at_head", st.Current), zap.Int("skipped_at_head", skipped))
 	if o.OnDone != nil {
 		o.OnDone(st)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -400,4 +401,61 @@ func warnIdleNode(ctx context.Context, c *cli.Context, js jetstream.JetStream, s
 			return
 		}
 	}
+}
+
+// rolloutFlags are the canary wave and the halt of `run` and `produce`.
+func rolloutFlags() []cli.Flag {
+	const cat = "Rolling out safely"
+	return []cli.Flag{
+		&cli.IntFlag{Name: "canary", Category: cat, Usage: "migrate the first N tenants that need it first, alone; the rest only if all of them end migrated or current (0: no canary)"},
+		&cli.StringFlag{Name: "canary-tenants", Category: cat, TakesFile: true, Usage: "file naming the canary tenants, one per line (relative to --root; # comments), instead of the first N"},
+		&cli.IntFlag{Name: "max-failures", Category: cat, Usage: "halt the run once N tenants failed: nothing more is published or migrated, the rest end skipped (0: no halt)"},
+	}
+}
+
+// maxCanaryFile bounds --canary-tenants.
+const maxCanaryFile = 4 << 20
+
+// rolloutOptions reads the rollout flags (usage errors for bad values).
+func rolloutOptions(c *cli.Context) (canary int, tenants []string, maxFailures int, err error) {
+	canary, maxFailures = c.Int("canary"), c.Int("max-failures")
+	if canary < 0 {
+		return 0, nil, 0, usageError("--canary must be 0 or more, got %d", canary)
+	}
+	if maxFailures < 0 {
+		return 0, nil, 0, usageError("--max-failures must be 0 or more, got %d", maxFailures)
+	}
+	f := c.String("canary-tenants")
+	if f == "" {
+		return canary, nil, maxFailures, nil
+	}
+	if canary > 0 {
+		return 0, nil, 0, usageError("--canary and --canary-tenants exclude each other: --canary takes the first N, --canary-tenants names them")
+	}
+	fh, err := os.Open(f)
+	if err != nil {
+		return 0, nil, 0, failure(err, "--canary-tenants: %v", err)
+	}
+	defer fh.Close()
+	data, err := io.ReadAll(io.LimitReader(fh, maxCanaryFile+1))
+	if err != nil {
+		return 0, nil, 0, failure(err, "--canary-tenants: %v", err)
+	}
+	if len(data) > maxCanaryFile {
+		return 0, nil, 0, usageError("--canary-tenants %s is larger than %d bytes", f, maxCanaryFile)
+	}
+	for i, line := range strings.Split(string(data), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		if err := fleet.CheckTenant(line); err != nil {
+			return 0, nil, 0, usageError("--canary-tenants %s line %d: %v", f, i+1, err)
+		}
+		tenants = append(tenants, line)
+	}
+	if len(tenants) == 0 {
+		return 0, nil, 0, usageError("--canary-tenants %s names no tenant", f)
+	}
+	return 0, tenants, maxFailures, nil
 }

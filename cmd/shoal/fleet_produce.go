@@ -42,7 +42,7 @@ func produceCommand() *cli.Command {
 			&cli.IntFlag{Name: "window", Value: 256, Usage: "publishes awaiting the server's ack at once"},
 			&cli.DurationFlag{Name: "idle-check", Value: 10 * time.Second, Hidden: true, Usage: "with --wait: after this long, warn if no worker pulls jobs of --node"},
 			emptyHintFlag(),
-		}, nameFlags()...),
+		}, append(nameFlags(), rolloutFlags()...)...),
 		Action: produceAction,
 	}
 }
@@ -60,6 +60,13 @@ func produceAction(c *cli.Context) error {
 	}
 	if c.Bool("visit-all") && c.Bool("only-behind") {
 		return usageError("--visit-all and --only-behind exclude each other: --only-behind publishes only the DBs behind, --visit-all every DB")
+	}
+	canary, canaryTenants, maxFailures, err := rolloutOptions(c)
+	if err != nil {
+		return err
+	}
+	if (canary > 0 || len(canaryTenants) > 0) && !c.Bool("wait") {
+		return usageError("--canary and --canary-tenants need --wait: the rest of the fleet is published only after the canaries' results are read")
 	}
 	runID := c.String("run-id")
 	if runID == "" {
@@ -99,6 +106,7 @@ func produceAction(c *cli.Context) error {
 		Root: root, Pattern: c.String("pattern"), RunID: runID, Node: c.String("node"),
 		OnlyBehind: c.Bool("only-behind"), ReportAtHead: !c.Bool("visit-all"), Engine: e, Names: s.Names,
 		Window: c.Int("window"), Logger: log,
+		Canary: canary, CanaryTenants: canaryTenants, MaxFailures: maxFailures,
 	}
 	fmt.Fprintf(c.App.ErrWriter, "run %s: publishing jobs for %s (%s)\n", runID, root, c.String("pattern"))
 	if !c.Bool("wait") {

@@ -34,7 +34,7 @@ func runCommand() *cli.Command {
 			&cli.BoolFlag{Name: "visit-all", Usage: "send every DB through a worker, also those at head"},
 			allowEmptyFlag(),
 			&cli.DurationFlag{Name: "backoff", Value: time.Second, Usage: "delay before retrying a failed DB; doubles per attempt"},
-		}, append(backupFlags(), consumerFlags()...)...),
+		}, append(append(backupFlags(), consumerFlags()...), rolloutFlags()...)...),
 		Action: runAction,
 	}
 }
@@ -49,6 +49,10 @@ func runAction(c *cli.Context) error {
 	}
 	if c.Int("workers") < 1 {
 		return usageError("--workers must be 1 or more")
+	}
+	canary, canaryTenants, maxFailures, err := rolloutOptions(c)
+	if err != nil {
+		return err
 	}
 	log, err := newLogger(c)
 	if err != nil {
@@ -86,6 +90,11 @@ func runAction(c *cli.Context) error {
 		Engine: e, Root: root, Pattern: c.String("pattern"), RunID: runID, Workers: c.Int("workers"),
 		Settings: settings(c), Backup: backupOptions(c), NoBackup: c.Bool("no-backup"), Verify: c.Bool("verify"), Backoff: c.Duration("backoff"),
 		ReportAtHead: !c.Bool("visit-all"), StreamReport: true,
+		Canary:       canary, CanaryTenants: canaryTenants, MaxFailures: maxFailures,
+		OnHalt: func(reason string) {
+			pp.Done()
+			fmt.Fprintf(c.App.ErrWriter, "shoal: run %s halted: %s; the tenants not migrated are reported skipped (fix the migration and run again: a new run picks up everything behind)\n", runID, reason)
+		},
 		Logger: log, ProgressEvery: every,
 		Progress: func(t *fleet.Tracker) { pp.Show(t.Progress(time.Now()), time.Now()) },
 	})

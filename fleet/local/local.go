@@ -48,6 +48,12 @@ type Options struct {
 	// and once at the end.
 	Progress      func(t *fleet.Tracker)
 	ProgressEvery time.Duration
+	// MaxFailures, Canary, CanaryTenants: the rollout (producer.Options).
+	MaxFailures   int
+	Canary        int
+	CanaryTenants []string
+	// OnHalt is told why the run halted, if it did.
+	OnHalt func(reason string)
 	// Server, when set, is used instead of starting an embedded one.
 	Server *embedded.Server
 	// StreamReport returns the report as Tracker.StreamReport does: its
@@ -154,9 +160,10 @@ func Run(ctx context.Context, o Options) (*fleet.Report, error) {
 	if every <= 0 {
 		every = time.Second
 	}
-	_, err, ferr := producer.ProducePass(ctx, ctx, js, producer.Options{
+	st, err, ferr := producer.ProducePass(ctx, ctx, js, producer.Options{
 		Root: o.Root, Pattern: o.Pattern, RunID: o.RunID, Engine: o.Engine, Names: o.Settings.Names, Logger: log,
 		ReportAtHead: o.ReportAtHead && !o.Verify, Worker: "producer:shoal-run",
+		MaxFailures: o.MaxFailures, Canary: o.Canary, CanaryTenants: o.CanaryTenants,
 	}, t, fleet.FollowOptions{TickEvery: every, Tick: func() {
 		if o.Progress != nil {
 			o.Progress(t)
@@ -171,6 +178,9 @@ func Run(ctx context.Context, o Options) (*fleet.Report, error) {
 		return report(time.Now()), err
 	}
 	stop()
+	if st != nil && st.HaltReason != "" && o.OnHalt != nil {
+		o.OnHalt(st.HaltReason)
+	}
 	if o.Progress != nil {
 		o.Progress(t)
 	}
