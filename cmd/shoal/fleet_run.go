@@ -90,7 +90,7 @@ func runAction(c *cli.Context) error {
 		Engine: e, Root: root, Pattern: c.String("pattern"), RunID: runID, Workers: c.Int("workers"),
 		Settings: settings(c), Backup: backupOptions(c), NoBackup: c.Bool("no-backup"), Verify: c.Bool("verify"), Backoff: c.Duration("backoff"),
 		ReportAtHead: !c.Bool("visit-all"), StreamReport: true,
-		Canary:       canary, CanaryTenants: canaryTenants, MaxFailures: maxFailures,
+		Canary: canary, CanaryTenants: canaryTenants, MaxFailures: maxFailures,
 		OnHalt: func(reason string) {
 			pp.Done()
 			fmt.Fprintf(c.App.ErrWriter, "shoal: run %s halted: %s; the tenants not migrated are reported skipped (fix the migration and run again: a new run picks up everything behind)\n", runID, reason)
