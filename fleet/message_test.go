@@ -54,7 +54,7 @@ func TestResultJSONEveryKey(t *testing.T) {
 
 func TestJobAndManifestJSON(t *testing.T) {
 	data, _ := json.Marshal(Job{})
-	want := []string{"job_id", "path", "priority", "requested_at", "run_id", "target", "tenant"}
+	want := []string{"job_id", "max_failures", "path", "priority", "requested_at", "run_id", "target", "tenant"}
 	if got := keys(t, data); !reflect.DeepEqual(got, want) {
 		t.Fatalf("job keys %v, want %v", got, want)
 	}
