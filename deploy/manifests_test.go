@@ -27,9 +27,9 @@ import (
 // built binary's --help.
 var cliFlags = map[string][]string{
 	"work": {"concurrency", "node", "backup-dir", "ack-wait", "max-deliver", "listen", "nats", "dir",
-		"backup-root", "keep", "shutdown-timeout", "backoff"},
-	"produce":      {"root", "pattern", "only-behind", "run-id", "wait", "report", "node", "nats", "dir", "timeout"},
-	"run":          {"root", "pattern", "workers", "report", "dir"},
+		"backup-root", "keep", "keep-for", "shutdown-timeout", "backoff"},
+	"produce":      {"root", "pattern", "only-behind", "run-id", "wait", "report", "node", "nats", "dir", "timeout", "canary", "max-failures"},
+	"run":          {"root", "pattern", "workers", "report", "dir", "canary", "max-failures"},
 	"enqueue":      {"db", "wait", "nats", "dir"},
 	"results":      {"run-id", "follow", "json", "nats"},
 	"nats setup":   {"nats", "node", "ack-wait", "max-deliver", "replicas", "duplicates", "results-max-age"},

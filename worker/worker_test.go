@@ -776,3 +776,34 @@ func TestTransientFailureRetried(t *testing.T) {
 		t.Fatalf("backups %v, result's %v", baks, rep.Databases[0].Backup)
 	}
 }
+
+// A run's halt lives in the results stream: a worker started after it
+// (another host, or a restart) skips every queued job of that run — result
+// skipped, job removed, DB untouched — and still migrates other runs.
+func TestHaltedRunSkipped(t *testing.T) {
+	t.Parallel()
+	v := newEnv(t, fleettest.StartEmbedded(t, "", 0).URL)
+	tenants := fleettest.Fleet(t, v.e, v.root, 4, func(int) int64 { return 1 })
+	v.produce("halted", func(o *producer.Options) { o.MaxFailures = 2 })
+	if err := fleet.PublishHalt(context.Background(), v.js, v.set.Names, fleet.Halt{RunID: "halted", Reason: "2 tenants failed (--max-failures 2)", Failures: 2}); err != nil {
+		t.Fatal(err)
+	}
+	v.worker("late", 2, nil)
+	rep := v.wait("halted", 4, 20*time.Second)
+	for _, r := range rep.Databases {
+		if r.Outcome != fleet.OutcomeSkipped || r.Error == nil || !strings.Contains(*r.Error, "--max-failures 2") || r.Retryable {
+			t.Fatalf("result %+v", r)
+		}
+	}
+	for _, tn := range tenants {
+		if h := fleettest.History(t, v.path(tn)); !reflect.DeepEqual(h, []int64{1}) {
+			t.Fatalf("%s migrated by a halted run: %v", tn, h)
+		}
+	}
+	fleettest.Eventually(t, 10*time.Second, "the jobs removed", func() bool { return fleettest.JobsLeft(t, v.js) == 0 })
+	// Another run (no halt) goes through.
+	v.produce("next", func(o *producer.Options) { o.MaxFailures = 2 })
+	if rep := v.wait("next", 4, 20*time.Second); !rep.OK() {
+		t.Fatalf("next run: %+v", rep.Failed())
+	}
+}

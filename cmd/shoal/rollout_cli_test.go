@@ -68,3 +68,49 @@ func TestBackupRetentionCLI(t *testing.T) {
 		}
 	}
 }
+
+// `shoal run --max-failures 2` over a poison migration: exit 1, the one
+// stderr line says the run halted, the summary groups the failures, the
+// report lists every tenant (failed or skipped); --canary needs --wait in
+// produce.
+func TestRunHaltCLI(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	root := filepath.Join(dir, "tenants")
+	m3, m4 := filepath.Join(dir, "m3"), filepath.Join(dir, "m4")
+	os.MkdirAll(m3, 0o755)
+	os.MkdirAll(m4, 0o755)
+	for _, d := range []string{m3, m4} {
+		os.WriteFile(filepath.Join(d, "0001_users.sql"), []byte("CREATE TABLE users (id INTEGER PRIMARY KEY);\n"), 0o644)
+	}
+	os.WriteFile(filepath.Join(m4, "0002_poison.sql"), []byte("SELEC broken;\n"), 0o644)
+	for i := range 12 {
+		db := filepath.Join(root, "t-"+string(rune('a'+i)), "app.db")
+		os.MkdirAll(filepath.Dir(db), 0o755)
+		if o := shoal(t, dir, nil, "migrate", "--db", db, "--dir", m3); o.code != 0 {
+			t.Fatalf("migrate: %+v", o)
+		}
+	}
+	report := filepath.Join(dir, "r.json")
+	o := shoal(t, dir, nil, "run", "--root", root, "--dir", m4, "--workers", "2", "--max-failures", "2", "--report", report)
+	if o.code != 1 || !strings.Contains(o.stderr, "halted: ") || !strings.Contains(o.stdout, "skipped") ||
+		!strings.Contains(o.stdout, " tenants: failed: migration 0002_poison.sql") {
+		t.Fatalf("run: %+v", o)
+	}
+	var rep struct {
+		Databases []struct{ Outcome string } `json:"databases"`
+	}
+	if err := json.Unmarshal(readFile(t, report), &rep); err != nil || len(rep.Databases) != 12 {
+		t.Fatalf("report: %v %d", err, len(rep.Databases))
+	}
+	for _, d := range rep.Databases {
+		if d.Outcome != "failed" && d.Outcome != "skipped" {
+			t.Fatalf("outcome %s", d.Outcome)
+		}
+	}
+	for _, args := range [][]string{{"produce", "--root", root, "--canary", "3"}, {"run", "--root", root, "--max-failures", "-1"}, {"run", "--root", root, "--canary", "-1"}} {
+		if o := shoal(t, dir, nil, args...); o.code != 2 {
+			t.Errorf("%v: exit %d, want 2 (%s)", args, o.code, o.stderr)
+		}
+	}
+}
