@@ -3,7 +3,6 @@ package fleet
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"time"
 
@@ -89,12 +88,11 @@ func HaltState(ctx context.Context, stream jetstream.Stream, names Names, runID 
 	}
 	failures = int(info.State.Subjects[fail])
 	if info.State.Subjects[halt] > 0 {
+		// The halt exists: halted, even when its reason cannot be read (a
+		// NATS user allowed stream info but not message gets).
 		raw, err := stream.GetLastMsgForSubject(ctx, halt)
-		if err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
-			return "", failures, err
-		}
 		var h Halt
-		if raw != nil && json.Unmarshal(raw.Data, &h) == nil && h.Reason != "" {
+		if err == nil && raw != nil && json.Unmarshal(raw.Data, &h) == nil && h.Reason != "" {
 			return h.Reason, failures, nil
 		}
 		return "the run was halted", failures, nil
