@@ -175,6 +175,9 @@ func produceFailure(runID string, err error) error {
 }
 
 func printPublished(c *cli.Context, runID string, st *producer.Stats) {
+	if st.Halted > 0 {
+		fmt.Fprintf(c.App.ErrWriter, "run %s: %d tenants not published: the run halted (reported skipped)\n", runID, st.Halted)
+	}
 	fmt.Fprintf(c.App.ErrWriter, "run %s: %d jobs (%d new, %d already published", runID, st.Jobs, st.Published, st.Duplicates)
 	if c.Bool("only-behind") {
 		fmt.Fprintf(c.App.ErrWriter, ", %d skipped at head", st.Skipped)
