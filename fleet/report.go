@@ -55,7 +55,7 @@ func (r *Report) WriteJSON(w io.Writer) error {
 	}
 	n := 0
 	err = r.Each(func(d Result) error {
-		data, err := json.MarshalIndent(d, "    ", "  ")
+		data, err := json.MarshalIndent(d.plain(), "    ", "  ")
 		if err != nil {
 			return err
 		}

@@ -423,7 +423,7 @@ func (s *spool) put(r Result) ref {
 	}
 	s.open()
 	if s.f != nil {
-		data, err := json.Marshal(r)
+		data, err := json.Marshal(r.plain())
 		if err == nil && len(data) < math.MaxInt32 {
 			if _, err := s.w.Write(data); err == nil {
 				at := ref{off: s.off, n: int32(len(data))}
