@@ -61,6 +61,13 @@ type Options struct {
 	OnExpect func(jobID string)
 	// OnPublished is called after each job is acknowledged by the server.
 	OnPublished func(job fleet.Job, duplicate bool)
+	// OnCurrent, when set, receives the results the producer makes (`current`
+	// with ReportAtHead, `skipped` once halted) instead of their being
+	// published: for a caller that
+	// reads the results itself and whose results stream nobody else reads
+	// (`shoal run`'s embedded one), a fleet at head then costs no message.
+	// OnExpect is not called for them.
+	OnCurrent func(fleet.Result)
 	// OnDone is called with the stats once everything is published, before
 	// Produce returns (and before ProducePass waits for the results).
 	OnDone func(*Stats)
@@ -340,6 +347,15 @@ func Produce(ctx context.Context, js jetstream.JetStream, o Options) (*Stats, er
 					Worker: o.Worker, At: time.Now().UTC()}
 				it.current = &r
 			}
+		}
+		if r := it.current; r != nil && o.OnCurrent != nil {
+			o.OnCurrent(*r)
+			if r.Outcome == fleet.OutcomeSkipped {
+				st.Halted++
+			} else {
+				st.Current++
+			}
+			continue
 		}
 		if o.OnExpect != nil {
 			if it.current != nil {

@@ -164,6 +164,9 @@ func Run(ctx context.Context, o Options) (*fleet.Report, error) {
 		Root: o.Root, Pattern: o.Pattern, RunID: o.RunID, Engine: o.Engine, Names: o.Settings.Names, Logger: log,
 		ReportAtHead: o.ReportAtHead && !o.Verify, Worker: "producer:shoal-run",
 		MaxFailures: o.MaxFailures, Canary: o.Canary, CanaryTenants: o.CanaryTenants,
+		// The embedded results stream is read by this run only: the DBs
+		// found at head go straight into the tracker, not through it.
+		OnCurrent: t.Add,
 	}, t, fleet.FollowOptions{TickEvery: every, Tick: func() {
 		if o.Progress != nil {
 			o.Progress(t)
