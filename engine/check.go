@@ -28,6 +28,10 @@ type CheckOptions struct {
 	Strict bool
 	// NoRoundTrip skips the up/down/up round trip.
 	NoRoundTrip bool
+	// Since is the lint baseline: findings in migrations at or before it
+	// are history and do not fail the check (0: the sum file's baseline
+	// line, if any; see baseline.go).
+	Since int64
 }
 
 // Problem kinds of a check.
@@ -60,6 +64,8 @@ type CheckReport struct {
 	// Layout names the layout the directory was read in ("" when it did
 	// not load).
 	Layout string `json:"layout"`
+	// Baseline is the lint baseline used (0: none).
+	Baseline int64 `json:"baseline"`
 }
 
 // Check is `shoal check`: everything CI should know about a migrations
@@ -79,9 +85,14 @@ func Check(ctx context.Context, o CheckOptions) (*CheckReport, error) {
 		}
 		rep.Problems = append(rep.Problems, CheckProblem{Kind: kind, File: file, Line: line, Message: fmt.Sprintf(format, args...), Diffs: diffs})
 	}
+	var loaded []Migration
 	defer func() {
 		rep.OK = len(rep.Problems) == 0
+		markHistory(rep.Lint, loaded, rep.Baseline)
 		for _, f := range rep.Lint {
+			if f.History {
+				continue
+			}
 			if f.Severity == SeverityError || o.Strict {
 				rep.OK = false
 			}
@@ -115,6 +126,17 @@ func Check(ctx context.Context, o CheckOptions) (*CheckReport, error) {
 		return rep, nil
 	}
 	rep.Migrations, rep.Head, rep.Layout = len(e.migrations), e.head, e.layout
+	loaded = e.migrations
+	rep.Baseline = o.Since
+	if rep.Baseline == 0 && o.Dir != nil {
+		if data, err := fs.ReadFile(o.Dir, SumFile); err == nil {
+			if v, ok, err := SumBaseline(data); err != nil {
+				problem(ProblemSum, SumFile, 0, nil, "%v", err)
+			} else if ok {
+				rep.Baseline = v
+			}
+		}
+	}
 
 	scratchDir, err := os.MkdirTemp("", "shoal-check-")
 	if err != nil {

@@ -30,6 +30,9 @@ type LintFinding struct {
 	Line     int    `json:"line"`
 	Message  string `json:"message"`
 	Fix      string `json:"fix"`
+	// History marks a finding in a migration at or before the check's
+	// baseline: reported, never failing the check.
+	History bool `json:"history"`
 }
 
 func (f LintFinding) String() string {

@@ -149,6 +149,9 @@ func ParseSum(data []byte) (entries []SumEntry, total string, err error) {
 			total = sum
 			continue
 		}
+		if file == sumBaselineKey {
+			continue // the lint baseline (baseline.go)
+		}
 		entries = append(entries, SumEntry{File: file, Checksum: sum})
 	}
 	return entries, total, sc.Err()
@@ -215,13 +218,28 @@ func VerifySum(fsys fs.FS) ([]string, error) {
 // WriteSum (re)writes the sum file of the migrations directory dir on disk,
 // atomically. It reports whether the content changed.
 func WriteSum(dir string) (bool, error) {
+	return writeSum(dir, 0, false)
+}
+
+// writeSum writes the sum file, keeping the baseline line of the old one
+// unless setBaseline (then the baseline is baseline).
+func writeSum(dir string, baseline int64, setBaseline bool) (bool, error) {
 	entries, err := ComputeSum(os.DirFS(dir))
 	if err != nil {
 		return false, err
 	}
 	data := FormatSum(entries)
 	path := filepath.Join(dir, SumFile)
-	if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, data) {
+	old, oldErr := os.ReadFile(path)
+	if !setBaseline && oldErr == nil {
+		if v, ok, err := SumBaseline(old); err == nil && ok {
+			baseline, setBaseline = v, true
+		}
+	}
+	if setBaseline {
+		data = withBaseline(data, baseline)
+	}
+	if oldErr == nil && bytes.Equal(old, data) {
 		return false, nil
 	}
 	tmp, err := os.CreateTemp(dir, ".shoal.sum.*")

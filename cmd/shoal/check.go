@@ -26,6 +26,7 @@ func checkCommand() *cli.Command {
 			dirFlag(),
 			&cli.BoolFlag{Name: "strict", Usage: "fail on lint warnings (destructive changes) too"},
 			&cli.BoolFlag{Name: "no-roundtrip", Usage: "skip the up/down/up round trip"},
+			&cli.Int64Flag{Name: "since", Usage: "lint baseline: findings in migrations at or before VERSION are reported as history and do not fail the check (default: the sum file's baseline line, see shoal hash --baseline)"},
 			jsonFlag(`print {"ok", "migrations", "head", "problems": [...], "lint": [{"code", "severity", "file", "line", "message", "fix"}]}`),
 		},
 		Action: checkAction,
@@ -43,7 +44,7 @@ func checkAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	o := engine.CheckOptions{Options: engine.Options{Dir: fsys, DirName: dir, Layout: c.String("layout")}, Strict: c.Bool("strict"), NoRoundTrip: c.Bool("no-roundtrip")}
+	o := engine.CheckOptions{Options: engine.Options{Dir: fsys, DirName: dir, Layout: c.String("layout")}, Strict: c.Bool("strict"), NoRoundTrip: c.Bool("no-roundtrip"), Since: c.Int64("since")}
 	if !embedded {
 		sp := schemaPath(dir)
 		data, err := os.ReadFile(sp)
@@ -75,7 +76,7 @@ func checkAction(c *cli.Context) error {
 		first = ": " + where(p.File, p.Line) + p.Message
 	} else {
 		for _, f := range rep.Lint {
-			if f.Severity == engine.SeverityError || c.Bool("strict") {
+			if !f.History && (f.Severity == engine.SeverityError || c.Bool("strict")) {
 				first = ": " + where(f.File, f.Line) + f.Code + " " + f.Message
 				break
 			}
@@ -96,6 +97,9 @@ func where(file string, line int) string {
 
 func lintCounts(ls []engine.LintFinding) (errs, warns int) {
 	for _, f := range ls {
+		if f.History {
+			continue
+		}
 		if f.Severity == engine.SeverityError {
 			errs++
 		} else {
@@ -118,7 +122,11 @@ func printCheck(c *cli.Context, dir string, rep *engine.CheckReport) {
 		}
 	}
 	for _, f := range rep.Lint {
-		printf(c, "%s%s %s: %s\n    fix: %s\n", where(f.File, f.Line), f.Code, f.Severity, f.Message, f.Fix)
+		sev := f.Severity
+		if f.History {
+			sev += " (history: at or before the baseline, not failing)"
+		}
+		printf(c, "%s%s %s: %s\n    fix: %s\n", where(f.File, f.Line), f.Code, sev, f.Message, f.Fix)
 	}
 	errs, warns := lintCounts(rep.Lint)
 	state := "ok"

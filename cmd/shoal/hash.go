@@ -16,7 +16,9 @@ func hashCommand() *cli.Command {
 			"with the migrations: two branches that each add a migration then conflict in git on\n" +
 			"it instead of colliding at deploy. Run after editing a migration that is not applied\n" +
 			"anywhere yet; `shoal new` and `shoal renumber` rewrite it for you.",
-		Flags:  []cli.Flag{dirFlag()},
+		Flags: []cli.Flag{dirFlag(),
+			&cli.BoolFlag{Name: "baseline", Usage: "also record the lint baseline at the newest migration: shoal check then reports findings in migrations up to it as history"},
+			&cli.Int64Flag{Name: "baseline-at", Usage: "record the lint baseline at this version instead of the newest"}},
 		Action: hashAction,
 	}
 }
@@ -29,7 +31,7 @@ func hashAction(c *cli.Context) error {
 	if _, err := engine.OpenDir(dir); err != nil {
 		return failure(err, "%v", err)
 	}
-	changed, err := engine.WriteSum(dir)
+	changed, err := writeSumWithBaseline(c, dir)
 	if err != nil {
 		return failure(err, "cannot write %s: %v", filepath.Join(dir, engine.SumFile), err)
 	}

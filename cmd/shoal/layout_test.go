@@ -119,3 +119,34 @@ func sqlite(t *testing.T, path string, stmts ...string) {
 		}
 	}
 }
+
+// check --since and hash --baseline: old findings are history (exit 0,
+// reported), new ones fail (exit 1).
+func TestCLICheckBaseline(t *testing.T) {
+	d := t.TempDir()
+	m := filepath.Join(d, "m")
+	writeFiles(t, d, map[string]string{
+		"m/0001_a.sql": "CREATE TABLE IF NOT EXISTS a (x);\n",
+		"m/0002_b.sql": "PRAGMA foreign_keys=OFF;\nCREATE TABLE b (x);\nPRAGMA foreign_keys=ON;\n",
+	})
+	if o := shoal(t, d, nil, "check", "--dir", m); o.code != 1 {
+		t.Fatalf("without a baseline: %+v", o)
+	}
+	o := shoal(t, d, nil, "check", "--dir", m, "--since", "2")
+	if o.code != 0 || !strings.Contains(o.stdout, "history") {
+		t.Fatalf("--since 2: %+v", o)
+	}
+	if o = shoal(t, d, nil, "hash", "--dir", m, "--baseline"); o.code != 0 {
+		t.Fatalf("hash --baseline: %+v", o)
+	}
+	if o = shoal(t, d, nil, "check", "--dir", m); o.code != 0 {
+		t.Fatalf("check after hash --baseline: %+v", o)
+	}
+	writeFiles(t, d, map[string]string{"m/0003_c.sql": "CREATE TABLE IF NOT EXISTS c (x);\n"})
+	if o = shoal(t, d, nil, "hash", "--dir", m); o.code != 0 {
+		t.Fatalf("%+v", o)
+	}
+	if o = shoal(t, d, nil, "check", "--dir", m); o.code != 1 || !strings.Contains(o.stderr, "0003_c.sql") {
+		t.Fatalf("a new finding after the baseline: %+v", o)
+	}
+}
