@@ -23,7 +23,7 @@ func (e *Engine) Down(ctx context.Context, path string, to int64) (*Result, erro
 	if !exists {
 		return res, nil // nothing applied, nothing to undo; never create the file
 	}
-	db, err := openDB(path, e.opts.BusyTimeout, false)
+	db, err := e.open(path, false)
 	if err != nil {
 		return nil, err
 	}

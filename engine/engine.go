@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"sync"
 	"time"
+
+	"modernc.org/sqlite"
 )
 
 // Options configure an Engine.
@@ -22,6 +24,10 @@ type Options struct {
 	DirPath string
 	// Go lists migrations written in Go, merged with the files by version.
 	Go []GoMigration
+	// Functions are the application's SQL functions that migrations may
+	// call (see Function); the engine opens DBs through a driver of its own
+	// that has them.
+	Functions []Function
 	// Layout forces the layout of Dir (LayoutGoose, "dbmate", ...; see
 	// Layouts); "" detects it (docs/switching.md).
 	Layout string
@@ -36,7 +42,8 @@ type Options struct {
 // verified at head. It is safe for concurrent use by many goroutines.
 type Engine struct {
 	opts       Options
-	layout     string // the layout Dir was read in
+	layout     string         // the layout Dir was read in
+	fnDriver   *sqlite.Driver // nil without Options.Functions
 	migrations []Migration
 	byVersion  map[int64]*Migration
 	head       int64
@@ -130,7 +137,11 @@ func New(o Options) (*Engine, error) {
 			return nil, err
 		}
 	}
-	e := &Engine{opts: o, layout: layout.name, migrations: ms, byVersion: make(map[int64]*Migration, len(ms)), cache: map[string]fingerprint{}}
+	fnd, err := newFunctionDriver(o.DirName, o.Functions)
+	if err != nil {
+		return nil, err
+	}
+	e := &Engine{opts: o, layout: layout.name, fnDriver: fnd, migrations: ms, byVersion: make(map[int64]*Migration, len(ms)), cache: map[string]fingerprint{}}
 	for i := range e.migrations {
 		m := &e.migrations[i]
 		if m.Kind == KindScript && o.DirPath != "" {

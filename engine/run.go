@@ -166,7 +166,7 @@ func (e *Engine) migrateLocked(ctx context.Context, path string, o MigrateOption
 		return nil, err
 	}
 	fresh := info.missing // this run creates the file
-	db, err := openDB(path, e.opts.BusyTimeout, false)
+	db, err := e.open(path, false)
 	if err != nil {
 		return nil, err
 	}

@@ -98,7 +98,7 @@ func (e *Engine) stepOnCopy(ctx context.Context, path, abs string, conn *sql.Con
 		}
 	}()
 
-	cdb, err := openDB(cp, e.opts.BusyTimeout, false)
+	cdb, err := e.open(cp, false) // the engine's driver: application functions
 	if err != nil {
 		return 0, fail(err)
 	}

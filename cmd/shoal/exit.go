@@ -57,6 +57,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exitOK
 	}
 	code, msg := classify(err, app)
+	msg = functionHint(err, msg)
 	if msg != "" {
 		// One human-readable line first, whatever the log format.
 		fmt.Fprintln(stderr, "shoal: "+firstLine(msg))

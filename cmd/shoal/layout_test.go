@@ -150,3 +150,18 @@ func TestCLICheckBaseline(t *testing.T) {
 		t.Fatalf("a new finding after the baseline: %+v", o)
 	}
 }
+
+// A migration that calls an application function fails with a line that
+// says so and how to provide it.
+func TestCLIMissingFunction(t *testing.T) {
+	d := t.TempDir()
+	writeFiles(t, d, map[string]string{
+		"m/0001_t.sql": "CREATE TABLE t (a BLOB, b TEXT);\nINSERT INTO t (a) VALUES (x'00');\n",
+		"m/0002_b.sql": "UPDATE t SET b = BIN2B64(a);\n",
+	})
+	o := shoal(t, d, nil, "migrate", "--db", filepath.Join(d, "t.db"), "--dir", filepath.Join(d, "m"))
+	first := strings.SplitN(o.stderr, "\n", 2)[0]
+	if o.code != 1 || !strings.Contains(first, "no such function: BIN2B64") || !strings.Contains(first, "application function") || !strings.Contains(first, "engine.Options.Functions") {
+		t.Fatalf("%+v", o)
+	}
+}
