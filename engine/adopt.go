@@ -68,6 +68,9 @@ type EnrollOptions struct {
 	// AlembicMap maps Alembic revision ids to shoal versions (Alembic's
 	// alembic_version holds a revision id, not a number).
 	AlembicMap map[string]int64
+	// requireHistory: adopt only from another tool's history, never by
+	// schema match alone (MigrateAdopting).
+	requireHistory bool
 }
 
 // foreignHistory is another tool's record of a DB's position, checked.
@@ -516,4 +519,42 @@ func withoutForeign(got []SchemaObject, want []SchemaObject) []SchemaObject {
 		delete(drop, o.Name)
 	}
 	return withoutTables(got, drop)
+}
+
+// OutcomeAdopted is the outcome of a fleet job that took over another
+// tool's history (and then migrated the DB).
+const OutcomeAdopted = "adopted"
+
+// MigrateAdopting is Migrate for a run that adopts on first contact
+// (`run --adopt`, `produce --adopt`): a DB shoal does not manage yet whose
+// tables another tool's history describes is taken over (EnrollWith with
+// eo: the same checks as `shoal enroll --from`) and then migrated. enrolled
+// is nil when the DB was already shoal's. A DB with tables and no other
+// tool's history, or whose history cannot be taken over, stays unmanaged:
+// the error wraps ErrUnmanaged (and ErrEnroll with the reason).
+func (e *Engine) MigrateAdopting(ctx context.Context, path string, mo MigrateOptions, eo EnrollOptions) (*Result, *Enrolled, error) {
+	res, err := e.Migrate(ctx, path, mo)
+	if !errors.Is(err, ErrUnmanaged) {
+		return res, nil, err
+	}
+	eo.Version = 0
+	eo.requireHistory = true
+	en, eerr := e.EnrollWith(ctx, path, eo)
+	if eerr != nil {
+		// Another worker may have taken it over meanwhile.
+		if res, err := e.Migrate(ctx, path, mo); !errors.Is(err, ErrUnmanaged) {
+			return res, nil, err
+		}
+		var ee *EnrollError
+		if errors.As(eerr, &ee) {
+			return nil, nil, &DBError{Path: path, Kind: ErrUnmanaged, Detail: "cannot take over its history", Err: eerr,
+				Hint: "fix what the message says, or adopt it with `shoal enroll --db " + path + "`"}
+		}
+		return nil, nil, eerr
+	}
+	res, err = e.Migrate(ctx, path, mo)
+	if err != nil {
+		return res, en, err
+	}
+	return res, en, nil
 }

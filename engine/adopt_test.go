@@ -451,3 +451,39 @@ func sha256sum(b []byte) []byte {
 	s := sha256.Sum256(b)
 	return s[:]
 }
+
+// A fleet run with adopt: goose's DB is taken over and migrated on first
+// contact; a DB shoal already manages is just migrated; a DB with tables
+// and no tool's history, or a dirty history, stays unmanaged (a refusal),
+// byte-identical.
+func TestMigrateAdopting(t *testing.T) {
+	fsys := os.DirFS(layoutDir("goose"))
+	e := layoutEngine(t, "goose", "")
+	p := tempDB(t)
+	gooseUpTo(t, p, fsys, 2)
+	res, en, err := e.MigrateAdopting(ctx(t), p, MigrateOptions{}, EnrollOptions{})
+	if err != nil || en == nil || en.From != "goose" || en.Version != 2 || res.From != 2 || res.To != 4 || len(res.Applied) != 2 {
+		t.Fatalf("%+v %+v %v", res, en, err)
+	}
+	res, en, err = e.MigrateAdopting(ctx(t), p, MigrateOptions{}, EnrollOptions{})
+	if err != nil || en != nil || res.Outcome() != OutcomeCurrent {
+		t.Fatalf("second contact: %+v %+v %v", res, en, err)
+	}
+	plain := tempDB(t)
+	execAll(t, plain, "CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT NOT NULL)")
+	before := fileBytes(t, plain)
+	_, _, err = e.MigrateAdopting(ctx(t), plain, MigrateOptions{}, EnrollOptions{})
+	if !errors.Is(err, ErrUnmanaged) || !IsRefusal(err) || !strings.Contains(err.Error(), "no other migration tool's history") {
+		t.Fatalf("plain DB: %v", err)
+	}
+	if !bytes.Equal(before, fileBytes(t, plain)) {
+		t.Fatal("refused adopt changed the DB")
+	}
+	dirty := tempDB(t)
+	gooseUpTo(t, dirty, fsys, 1)
+	execAll(t, dirty, "CREATE TABLE schema_migrations (version uint64, dirty bool)", "INSERT INTO schema_migrations VALUES (1, 1)")
+	_, _, err = e.MigrateAdopting(ctx(t), dirty, MigrateOptions{}, EnrollOptions{From: "golang-migrate"})
+	if !errors.Is(err, ErrUnmanaged) || !errors.Is(err, ErrEnroll) || !strings.Contains(err.Error(), "dirty") {
+		t.Fatalf("dirty: %v", err)
+	}
+}

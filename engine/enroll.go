@@ -118,6 +118,9 @@ func (e *Engine) EnrollWith(ctx context.Context, path string, o EnrollOptions) (
 		if err != nil {
 			return nil, err
 		}
+		if h == nil && o.requireHistory {
+			return nil, &EnrollError{Path: path, Reason: "it has tables but no other migration tool's history table to take over: adopt it by its schema with `shoal enroll`"}
+		}
 		if h != nil {
 			from = h.tool
 			if version > 0 && version != h.version() {
