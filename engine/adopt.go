@@ -553,8 +553,8 @@ func (e *Engine) MigrateAdopting(ctx context.Context, path string, mo MigrateOpt
 		return nil, nil, eerr
 	}
 	res, err = e.Migrate(ctx, path, mo)
-	if err != nil {
-		return res, en, err
+	if res != nil {
+		res.Adopted = en
 	}
-	return res, en, nil
+	return res, en, err
 }

@@ -96,6 +96,9 @@ type Result struct {
 	// Backup is the path of the backup taken, "" when none.
 	Backup string `json:"backup"`
 	DryRun bool   `json:"dry_run"`
+	// Adopted says how MigrateAdopting took over another tool's history
+	// before this run (nil otherwise).
+	Adopted *Enrolled `json:"-"`
 }
 
 // Outcome is "migrated" when something was applied, else "current".

@@ -26,11 +26,12 @@ var Outcomes = []string{
 	engine.OutcomeMigrated, engine.OutcomeCurrent, engine.OutcomeFailed,
 	engine.OutcomeUnmanaged, engine.OutcomeAhead, engine.OutcomeChanged,
 	engine.OutcomeOutOfOrder, engine.OutcomeCorrupt, engine.OutcomeDrifted, OutcomeRejected, OutcomeSkipped,
+	engine.OutcomeAdopted,
 }
 
 // AtHead reports whether an outcome leaves the DB at the run's target.
 func AtHead(outcome string) bool {
-	return outcome == engine.OutcomeMigrated || outcome == engine.OutcomeCurrent
+	return outcome == engine.OutcomeMigrated || outcome == engine.OutcomeCurrent || outcome == engine.OutcomeAdopted
 }
 
 // Job asks a worker to migrate one tenant DB. Published on
@@ -54,6 +55,10 @@ type Job struct {
 	// (the producer's --max-failures); a worker then reports this job
 	// `skipped` instead of migrating it (see halt.go). 0: no halt.
 	MaxFailures int64 `json:"max_failures"`
+	// Adopt: a DB shoal does not manage yet whose tables another tool's
+	// history describes is taken over on first contact, then migrated
+	// (`produce --adopt`, `run --adopt`; docs/switching.md).
+	Adopt bool `json:"adopt"`
 }
 
 // Result is what a worker did with one job, published on
@@ -79,6 +84,9 @@ type Result struct {
 	Worker     string    `json:"worker"`
 	DurationMs int64     `json:"duration_ms"`
 	At         time.Time `json:"at"`
+	// AdoptedFrom names the other tool's history the worker took over
+	// (outcome `adopted`), null otherwise.
+	AdoptedFrom *string `json:"adopted_from"`
 }
 
 // MarshalJSON keeps lists as arrays even when the struct holds nil.
@@ -288,6 +296,9 @@ func NewResult(job Job, res *engine.Result, err error, attempt int, worker strin
 		r.Retryable = Retryable(err)
 	} else {
 		r.Outcome = res.Outcome()
+		if res.Adopted != nil {
+			r.Outcome, r.AdoptedFrom = engine.OutcomeAdopted, String(res.Adopted.Source)
+		}
 	}
 	return r
 }

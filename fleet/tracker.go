@@ -44,15 +44,16 @@ type entry struct {
 	first    ref   // the first result to arrive
 	more     []ref // later ones, in arrival order (rare)
 	latestAt int64 // At of the latest result (by At, then arrival)
-	migrAt   int64 // At of the latest `migrated` result, if migr
+	migrAt   int64 // At of the latest `migrated` (or `adopted`) result, if migr
 	latestO  string
+	migrO    string // that result's outcome: migrated or adopted
 	migr     bool
 }
 
 // outcome is the merged entry's outcome, at its At (see Tracker).
 func (e *entry) outcome() (string, int64) {
 	if e.latestO == engine.OutcomeCurrent && e.migr {
-		return engine.OutcomeMigrated, e.migrAt
+		return e.migrO, e.migrAt
 	}
 	return e.latestO, e.latestAt
 }
@@ -62,8 +63,8 @@ func (e *entry) note(r Result, outcome string) {
 	if at >= e.latestAt {
 		e.latestAt, e.latestO = at, outcome
 	}
-	if r.Outcome == engine.OutcomeMigrated && (!e.migr || at >= e.migrAt) {
-		e.migr, e.migrAt = true, at
+	if changedDB(r.Outcome) && (!e.migr || at >= e.migrAt) {
+		e.migr, e.migrAt, e.migrO = true, at, r.Outcome
 	}
 }
 
@@ -104,7 +105,7 @@ func (e *merger) add(r Result) {
 	if !r.At.Before(e.latest.At) {
 		e.latest = r
 	}
-	if r.Outcome == engine.OutcomeMigrated && (e.migrated == nil || !r.At.Before(e.migrated.At)) {
+	if changedDB(r.Outcome) && (e.migrated == nil || !r.At.Before(e.migrated.At)) {
 		m := r
 		e.migrated = &m
 	}
@@ -470,4 +471,11 @@ func (s *spool) close() error {
 	err := s.f.Close()
 	s.f, s.w, s.failed = nil, nil, true
 	return err
+}
+
+// changedDB reports the outcomes that say what a run did to a DB and that a
+// later `current` of the same run never replaces: migrated, and adopted
+// (another tool's history taken over, then migrated).
+func changedDB(outcome string) bool {
+	return outcome == engine.OutcomeMigrated || outcome == engine.OutcomeAdopted
 }

@@ -51,6 +51,9 @@ type Options struct {
 	Checkers int
 	// High publishes the jobs on the high-priority subject.
 	High bool
+	// Adopt sets adopt on every job: workers take over another tool's
+	// history on first contact (docs/switching.md).
+	Adopt bool
 	// Worker signs the results the producer publishes itself (default
 	// "producer:<host>").
 	Worker string
@@ -303,7 +306,7 @@ func Produce(ctx context.Context, js jetstream.JetStream, o Options) (*Stats, er
 				// Behind, ahead, unmanaged, corrupt or unreadable: a
 				// worker reports it.
 				it := item{job: fleet.Job{RunID: o.RunID, JobID: JobID(o.RunID, c.tenant, state), Tenant: c.tenant, Path: c.path,
-					Target: head, RequestedAt: time.Now().UTC(), Priority: priority, MaxFailures: int64(max(o.MaxFailures, 0))}}
+					Target: head, RequestedAt: time.Now().UTC(), Priority: priority, MaxFailures: int64(max(o.MaxFailures, 0)), Adopt: o.Adopt}}
 				if atHead && o.ReportAtHead {
 					if dry != nil && (cache == nil || !cache.VerifiedAtHead(c.path)) {
 						// Version said head without the fingerprint

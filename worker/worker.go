@@ -32,6 +32,12 @@ type Migrator interface {
 	Migrate(ctx context.Context, path string, o engine.MigrateOptions) (*engine.Result, error)
 }
 
+// Adopter is a Migrator that can take over another tool's history on
+// first contact (jobs with adopt set; *engine.Engine is one).
+type Adopter interface {
+	MigrateAdopting(ctx context.Context, path string, mo engine.MigrateOptions, eo engine.EnrollOptions) (*engine.Result, *engine.Enrolled, error)
+}
+
 // Options configure a worker.
 type Options struct {
 	Engine Migrator
@@ -642,7 +648,11 @@ func (w *Worker) migrate(ctx context.Context, job fleet.Job, path string) (res *
 		b.ReuseKey = job.RunID + "\x00" + key
 		mo.Backup = &b
 	}
-	res, err = w.o.Engine.Migrate(ctx, path, mo)
+	if a, ok := w.o.Engine.(Adopter); ok && job.Adopt {
+		res, _, err = a.MigrateAdopting(ctx, path, mo, engine.EnrollOptions{})
+	} else {
+		res, err = w.o.Engine.Migrate(ctx, path, mo)
+	}
 	if err != nil || !w.o.Verify {
 		return res, err
 	}

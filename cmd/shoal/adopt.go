@@ -72,3 +72,9 @@ func readAlembicMap(path string) (map[string]int64, error) {
 	}
 	return engine.ParseAlembicMap(data)
 }
+
+// adoptFlag makes a fleet run take over other tools' histories on first
+// contact.
+func adoptFlag() cli.Flag {
+	return &cli.BoolFlag{Name: "adopt", Usage: "take over another migration tool's history (goose, golang-migrate, ... see shoal enroll --from) in DBs shoal does not manage yet, then migrate them; their outcome is adopted"}
+}

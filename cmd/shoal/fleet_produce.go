@@ -35,6 +35,7 @@ func produceCommand() *cli.Command {
 			runIDFlag("run id (default: run-<time>); the same id again is another pass of the run (see above)"),
 			&cli.BoolFlag{Name: "only-behind", Usage: "publish and report only DBs whose version is not the head"},
 			&cli.BoolFlag{Name: "visit-all", Usage: "publish a job for every DB, also those at head (workers report them)"},
+			adoptFlag(),
 			allowEmptyFlag(),
 			&cli.BoolFlag{Name: "wait", Usage: "follow the results until every DB reported; exit 1 unless all are at head"},
 			&cli.StringFlag{Name: "report", Usage: "with --wait: write the run's report (JSON) to this file"},
@@ -104,7 +105,7 @@ func produceAction(c *cli.Context) error {
 	}
 	o := producer.Options{
 		Root: root, Pattern: c.String("pattern"), RunID: runID, Node: c.String("node"),
-		OnlyBehind: c.Bool("only-behind"), ReportAtHead: !c.Bool("visit-all"), Engine: e, Names: s.Names,
+		OnlyBehind: c.Bool("only-behind"), Adopt: c.Bool("adopt"), ReportAtHead: !c.Bool("visit-all"), Engine: e, Names: s.Names,
 		Window: c.Int("window"), Logger: log,
 		Canary: canary, CanaryTenants: canaryTenants, MaxFailures: maxFailures,
 	}

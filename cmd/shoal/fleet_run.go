@@ -32,6 +32,7 @@ func runCommand() *cli.Command {
 			&cli.StringFlag{Name: "report", Usage: "write the run's report (JSON) to this file"},
 			runIDFlag("run id (default: run-<time>)"),
 			&cli.BoolFlag{Name: "visit-all", Usage: "send every DB through a worker, also those at head"},
+			adoptFlag(),
 			allowEmptyFlag(),
 			&cli.DurationFlag{Name: "backoff", Value: time.Second, Usage: "delay before retrying a failed DB; doubles per attempt"},
 		}, append(append(backupFlags(), consumerFlags()...), rolloutFlags()...)...),
@@ -88,7 +89,7 @@ func runAction(c *cli.Context) error {
 	fmt.Fprintf(c.App.ErrWriter, "run %s: migrating %s (%s) to version %d with %d workers\n", runID, root, c.String("pattern"), e.Head(), c.Int("workers"))
 	rep, err := local.Run(ctx, local.Options{
 		Engine: e, Root: root, Pattern: c.String("pattern"), RunID: runID, Workers: c.Int("workers"),
-		Settings: settings(c), Backup: backupOptions(c), NoBackup: c.Bool("no-backup"), Verify: c.Bool("verify"), Backoff: c.Duration("backoff"),
+		Settings: settings(c), Backup: backupOptions(c), NoBackup: c.Bool("no-backup"), Verify: c.Bool("verify"), Adopt: c.Bool("adopt"), Backoff: c.Duration("backoff"),
 		ReportAtHead: !c.Bool("visit-all"), StreamReport: true,
 		Canary: canary, CanaryTenants: canaryTenants, MaxFailures: maxFailures,
 		OnHalt: func(reason string) {

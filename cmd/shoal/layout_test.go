@@ -3,6 +3,7 @@ package main
 import (
 	"database/sql"
 	"encoding/json"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -163,5 +164,51 @@ func TestCLIMissingFunction(t *testing.T) {
 	first := strings.SplitN(o.stderr, "\n", 2)[0]
 	if o.code != 1 || !strings.Contains(first, "no such function: BIN2B64") || !strings.Contains(first, "application function") || !strings.Contains(first, "engine.Options.Functions") {
 		t.Fatalf("%+v", o)
+	}
+}
+
+// shoal run --adopt over a goose fleet (goose's table written as goose
+// writes it): every tenant ends adopted with adopted_from, exit 0; without
+// --adopt they are unmanaged, exit 1.
+func TestCLIRunAdopt(t *testing.T) {
+	d := t.TempDir()
+	dir := layoutFixture(t, "goose")
+	root := filepath.Join(d, "tenants")
+	for _, tn := range []string{"a", "b"} {
+		db := filepath.Join(root, tn, "app.db")
+		writeFiles(t, d, map[string]string{"tenants/" + tn + "/.keep": ""})
+		o := shoal(t, d, nil, "migrate", "--db", db, "--dir", dir, "--to", "2")
+		if o.code != 0 {
+			t.Fatalf("%+v", o)
+		}
+		sqlite(t, db, "DROP TABLE shoal_migrations", "DROP TABLE shoal_meta", "PRAGMA application_id = 0", "PRAGMA user_version = 0",
+			"CREATE TABLE goose_db_version (id INTEGER PRIMARY KEY AUTOINCREMENT, version_id INTEGER NOT NULL, is_applied INTEGER NOT NULL, tstamp TIMESTAMP DEFAULT (datetime('now')))",
+			"INSERT INTO goose_db_version (version_id, is_applied) VALUES (0, 1), (1, 1), (2, 1)")
+	}
+	if o := shoal(t, d, nil, "run", "--root", root, "--dir", dir); o.code != 1 {
+		t.Fatalf("without --adopt: %+v", o)
+	}
+	report := filepath.Join(d, "r.json")
+	o := shoal(t, d, nil, "run", "--root", root, "--dir", dir, "--adopt", "--report", report)
+	if o.code != 0 {
+		t.Fatalf("run --adopt: %+v", o)
+	}
+	data, err := os.ReadFile(report)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep struct {
+		Databases []struct {
+			Outcome     string  `json:"outcome"`
+			AdoptedFrom *string `json:"adopted_from"`
+		} `json:"databases"`
+	}
+	if err := json.Unmarshal(data, &rep); err != nil || len(rep.Databases) != 2 {
+		t.Fatalf("%s %v", data, err)
+	}
+	for _, r := range rep.Databases {
+		if r.Outcome != "adopted" || r.AdoptedFrom == nil || !strings.Contains(*r.AdoptedFrom, "goose_db_version") {
+			t.Fatalf("%s", data)
+		}
 	}
 }

@@ -41,6 +41,9 @@ type Options struct {
 	// ReportAtHead: DBs found at head are reported current by the producer
 	// without a job (producer.Options.ReportAtHead).
 	ReportAtHead bool
+	// Adopt: take over other tools' histories on first contact (jobs with
+	// adopt set).
+	Adopt bool
 	// Backoff before retrying a failed job (default 1s in a local run).
 	Backoff time.Duration
 	Logger  *zap.Logger
@@ -162,7 +165,7 @@ func Run(ctx context.Context, o Options) (*fleet.Report, error) {
 	}
 	st, err, ferr := producer.ProducePass(ctx, ctx, js, producer.Options{
 		Root: o.Root, Pattern: o.Pattern, RunID: o.RunID, Engine: o.Engine, Names: o.Settings.Names, Logger: log,
-		ReportAtHead: o.ReportAtHead && !o.Verify, Worker: "producer:shoal-run",
+		ReportAtHead: o.ReportAtHead && !o.Verify, Worker: "producer:shoal-run", Adopt: o.Adopt,
 		MaxFailures: o.MaxFailures, Canary: o.Canary, CanaryTenants: o.CanaryTenants,
 		// The embedded results stream is read by this run only: the DBs
 		// found at head go straight into the tracker, not through it.
