@@ -360,7 +360,7 @@ func loadLayout(fsys fs.FS, dirName string, dl *dirLayout, gos []GoMigration) ([
 		return nil
 	}
 	for _, u := range units {
-		m, err := readLayoutUnit(fsys, dirName, u)
+		m, err := readLayoutUnit(fsys, dirName, dl.name, u)
 		if err != nil {
 			return nil, err
 		}
@@ -410,7 +410,7 @@ func readLayoutFile(fsys fs.FS, dirName, name string) ([]byte, error) {
 // readLayoutUnit reads and parses one migration of a foreign layout. Its
 // checksum is shoal's usual one over the up file's bytes (CRLF and BOM
 // normalised); down files are not part of it (the sum file covers them).
-func readLayoutUnit(fsys fs.FS, dirName string, u layoutUnit) (Migration, error) {
+func readLayoutUnit(fsys fs.FS, dirName, layout string, u layoutUnit) (Migration, error) {
 	m := Migration{Version: u.version, Name: u.name, File: u.up, ToolVersion: u.toolKey, Kind: KindSQL}
 	m.Files = append(m.Files, u.up)
 	data, err := readLayoutFile(fsys, dirName, u.up)
@@ -479,16 +479,38 @@ func readLayoutUnit(fsys fs.FS, dirName string, u layoutUnit) (Migration, error)
 	if len(m.Up) == 0 && !u.allowEmpty {
 		return Migration{}, &DirError{Dir: dirName, File: u.up, Reason: "has no SQL statement to run: an empty migration records a version that changes nothing; add its statements or remove the file"}
 	}
-	if err := checkLayoutStatements(dirName, &m); err != nil {
+	if err := checkLayoutStatements(dirName, layout, &m); err != nil {
 		return Migration{}, err
 	}
 	return m, nil
 }
 
+// layoutNoTxHint says, per layout, how that tool's files run a migration
+// outside a transaction.
+var layoutNoTxHint = map[string]string{
+	LayoutGoose:         "add \"-- +goose NO TRANSACTION\" to the file",
+	LayoutSqlx:          "start the file with \"-- no-transaction\"",
+	LayoutDiesel:        "add metadata.toml with run_in_transaction = false beside it",
+	LayoutFlyway:        "add <file>.conf with executeInTransaction=false",
+	LayoutAtlas:         "start the file with \"-- atlas:txmode none\"",
+	LayoutGolangMigrate: "golang-migrate's layout has no way to; write it as a shoal migration (-- migrate:up transaction:false) in a directory of shoal's layout",
+	LayoutRefinery:      "refinery's layout has no way to; write it as a shoal migration (-- migrate:up transaction:false) in a directory of shoal's layout",
+	LayoutPrisma:        "Prisma's layout has no way to; write it as a shoal migration (-- migrate:up transaction:false) in a directory of shoal's layout",
+}
+
 // checkLayoutStatements applies the rules of shoal's own layout to a
-// migration read from another tool's files.
-func checkLayoutStatements(dirName string, m *Migration) error {
-	return nil
+// migration read from another tool's files: no transaction control in a
+// section that runs inside shoal's transaction (checkTxControl), with the
+// tool's own way of running a migration outside one as the hint.
+func checkLayoutStatements(dirName, layout string, m *Migration) error {
+	err := checkTxControl(dirName, m)
+	var de *DirError
+	if errors.As(err, &de) {
+		if i := strings.Index(de.Reason, ", or mark the section"); i >= 0 {
+			de.Reason = de.Reason[:i] + ", or run it outside a transaction: " + layoutNoTxHint[layout]
+		}
+	}
+	return err
 }
 
 // parseVersion reads a version made of digits (>= 1).

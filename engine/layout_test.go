@@ -259,6 +259,13 @@ func TestLayoutRules(t *testing.T) {
 		refuse(t, map[string]string{"1_a.sql": "-- +goose Up\n-- +goose ENVSUB ON\nCREATE TABLE a (x);\n"}, "environment variables")
 		refuse(t, map[string]string{"1_a.sql": "-- +goose Up\nCREATE TABLE a (x);\n", "2_b.go": "package m\n"}, "GoMigration")
 	})
+	t.Run("transaction control", func(t *testing.T) {
+		refuse(t, map[string]string{"1_a.sql": "-- +goose Up\nBEGIN;\nCREATE TABLE a (x);\nCOMMIT;\n"}, "-- +goose NO TRANSACTION")
+		refuse(t, map[string]string{"1_a.up.sql": "CREATE TABLE a (x);\n", "1_a.down.sql": "BEGIN;\nDROP TABLE a;\nCOMMIT;\n"}, "BEGIN in the down section")
+		if _, err := New(Options{Dir: dir(map[string]string{"1_a.sql": "-- +goose NO TRANSACTION\n-- +goose Up\nBEGIN;\nCREATE TABLE a (x);\nCOMMIT;\n"})}); err != nil {
+			t.Fatalf("a NO TRANSACTION goose file may hold transaction control: %v", err)
+		}
+	})
 	t.Run("prisma provider", func(t *testing.T) {
 		refuse(t, map[string]string{"migration_lock.toml": "provider = \"postgresql\"\n", "20240101000000_a/migration.sql": "CREATE TABLE a (x);"}, "postgresql")
 	})

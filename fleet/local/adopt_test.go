@@ -179,4 +179,3 @@ func BenchmarkRunAdopt(b *testing.B) {
 	b.ReportMetric(plainTime.Seconds()/float64(b.N), "plain_s/op")
 	b.ReportMetric(adoptTime.Seconds()/plainTime.Seconds(), "adopt/plain")
 }
-
