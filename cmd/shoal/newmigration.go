@@ -88,9 +88,12 @@ func newAction(c *cli.Context) error {
 	if err != nil {
 		return failure(err, "%v", err)
 	}
-	e, err := engine.New(engine.Options{Dir: fsys, DirName: dir})
+	e, err := engine.New(engine.Options{Dir: fsys, DirName: dir, Layout: c.String("layout")})
 	if err != nil {
 		return failure(err, "%v", err)
+	}
+	if e.Layout() != engine.LayoutShoal {
+		return failure(nil, "%s is in %s's layout: shoal new writes shoal's file names, which would mix layouts; create the migration with %s's own naming (docs/switching.md)", dir, e.Layout(), e.Layout())
 	}
 	width, stamp := 4, false
 	ms := e.Migrations()
