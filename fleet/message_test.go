@@ -30,7 +30,7 @@ func TestResultJSONEveryKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"applied", "at", "attempt", "backup", "duration_ms", "error", "from", "job_id", "outcome", "path", "retryable", "run_id", "tenant", "to", "worker"}
+	want := []string{"adopted_from", "applied", "at", "attempt", "backup", "duration_ms", "error", "from", "job_id", "outcome", "path", "retryable", "run_id", "tenant", "to", "worker"}
 	if got := keys(t, data); !reflect.DeepEqual(got, want) {
 		t.Fatalf("keys %v, want %v", got, want)
 	}
@@ -39,7 +39,7 @@ func TestResultJSONEveryKey(t *testing.T) {
 	if _, ok := m["applied"].([]any); !ok {
 		t.Fatalf("applied is %#v, want []", m["applied"])
 	}
-	for _, k := range []string{"from", "to", "backup", "error"} {
+	for _, k := range []string{"from", "to", "backup", "error", "adopted_from"} {
 		if m[k] != nil {
 			t.Fatalf("%s = %#v, want null", k, m[k])
 		}
@@ -54,7 +54,7 @@ func TestResultJSONEveryKey(t *testing.T) {
 
 func TestJobAndManifestJSON(t *testing.T) {
 	data, _ := json.Marshal(Job{})
-	want := []string{"job_id", "max_failures", "path", "priority", "requested_at", "run_id", "target", "tenant"}
+	want := []string{"adopt", "job_id", "max_failures", "path", "priority", "requested_at", "run_id", "target", "tenant"}
 	if got := keys(t, data); !reflect.DeepEqual(got, want) {
 		t.Fatalf("job keys %v, want %v", got, want)
 	}

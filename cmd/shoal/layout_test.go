@@ -212,3 +212,17 @@ func TestCLIRunAdopt(t *testing.T) {
 		}
 	}
 }
+
+// shoal new refuses to write a shoal-named file into another tool's
+// directory (it would mix layouts).
+func TestCLINewInForeignLayout(t *testing.T) {
+	d := t.TempDir()
+	writeFiles(t, d, map[string]string{"m/00001_a.sql": "-- +goose Up\nCREATE TABLE a (x);\n"})
+	o := shoal(t, d, nil, "new", "--dir", filepath.Join(d, "m"), "b")
+	if o.code != 1 || !strings.Contains(o.stderr, "goose's layout") {
+		t.Fatalf("%+v", o)
+	}
+	if entries, _ := os.ReadDir(filepath.Join(d, "m")); len(entries) != 1 {
+		t.Fatalf("a file was written: %v", entries)
+	}
+}
