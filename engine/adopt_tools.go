@@ -244,10 +244,9 @@ func (a *adopter) prisma() (*foreignHistory, error) {
 	return h, nil
 }
 
-// prismaChecksumMatches compares migration.sql with a recorded SHA-256: hex
-// with two digits a byte, or with leading zeros of each byte left out (as
-// some Prisma versions wrote it), of the file as written or with LF or CRLF
-// line endings.
+// prismaChecksumMatches compares migration.sql with a recorded SHA-256 in
+// hex — two digits a byte, or each byte's leading zero left out (both forms
+// are accepted) — of the file as written or with LF or CRLF line endings.
 func prismaChecksumMatches(b []byte, recorded string) bool {
 	recorded = strings.ToLower(strings.TrimSpace(recorded))
 	for _, x := range lineEndingVariants(b) {
