@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"syscall"
@@ -285,6 +286,22 @@ func finishRun(c *cli.Context, t *fleet.Tracker, reportPath string) error {
 // DB about twice in a row and never again (run, produce): the producer's
 // version read, then its dry run or the worker's migration.
 const oneShotCache = 1024
+
+// oneShotMemoryLimit is the soft limit on the Go runtime's memory of the
+// commands that follow a whole run (run, produce, results) when GOMEMLIMIT
+// is not set: their live data is a few tens of MB at 100,000 tenants, and
+// without a limit the heap grows to twice that between collections
+// (measured: `run --visit-all` over 100,000 tenants, 199 MiB max RSS
+// without, 120 MiB with). A soft limit: a run whose live data is larger
+// just collects more often (the runtime bounds that CPU).
+const oneShotMemoryLimit = 96 << 20
+
+// softMemoryLimit applies oneShotMemoryLimit unless GOMEMLIMIT says otherwise.
+func softMemoryLimit() {
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(oneShotMemoryLimit)
+	}
+}
 
 // reportFailures prints on stderr which DBs have no result or did not reach head.
 func reportFailures(c *cli.Context, rep *fleet.Report) {

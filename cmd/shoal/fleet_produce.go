@@ -89,6 +89,7 @@ func produceAction(c *cli.Context) error {
 		return err
 	}
 	e.SetAtHeadCache(oneShotCache)
+	softMemoryLimit()
 	ctx, stop := signalContext(c)
 	defer stop()
 	nc, js, err := connectNATS(c, ctx, "shoal produce "+runID)

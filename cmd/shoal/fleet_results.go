@@ -45,6 +45,7 @@ func resultsAction(c *cli.Context) error {
 	}
 	defer nc.Close()
 	nm := names(c)
+	softMemoryLimit()
 	t := fleet.NewTracker(runID, time.Time{})
 	if c.Bool("follow") {
 		err = waitRun(ctx, c, js, nm, runID, t, false)

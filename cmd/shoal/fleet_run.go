@@ -75,6 +75,7 @@ func runAction(c *cli.Context) error {
 		return err
 	}
 	e.SetAtHeadCache(oneShotCache)
+	softMemoryLimit()
 	ctx, stop := signalContext(c)
 	defer stop()
 	runID := c.String("run-id")
