@@ -1,7 +1,10 @@
-// Package fleet holds what the producer, the workers and the fleet commands
-// share: the messages on NATS (jobs, results, run manifests, reports), the
-// connection and provisioning of JetStream streams and consumers, the
-// streaming walk of a fleet's storage and the local fleet status.
+// Package fleet is the contract between the producer, the workers and the
+// fleet commands, and the JetStream topology they meet on: the messages
+// (jobs, results, run manifests, reports) with their validation and outcome
+// vocabulary, the streams, subjects and consumers and how to connect to and
+// provision them, and the following of a run's results (Tracker, Follow).
+// Storage (the walk of a root, tenant confinement, local status) is package
+// tenants.
 package fleet
 
 import (

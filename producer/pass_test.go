@@ -2,6 +2,7 @@ package producer_test
 
 import (
 	"context"
+	"github.com/shoal-dev/shoal/tenants"
 	"os"
 	"path/filepath"
 	"sync"
@@ -88,7 +89,7 @@ func (v *passEnv) fallBehind(tenant string, version int64) {
 
 func (v *passEnv) atHead() {
 	v.t.Helper()
-	st, err := fleet.Status(context.Background(), v.e, v.root, "*/app.db", 2, false)
+	st, err := tenants.Status(context.Background(), v.e, v.root, "*/app.db", 2, false)
 	if err != nil || !st.AtHead() {
 		v.t.Fatalf("fleet status not at head: %+v %v", st, err)
 	}

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/shoal-dev/shoal/tenants"
 	"os"
 	"path/filepath"
 	"strings"
@@ -26,7 +27,7 @@ import (
 // Options configure one producer run.
 type Options struct {
 	Root    string
-	Pattern string // default fleet.DefaultPattern
+	Pattern string // default tenants.DefaultPattern
 	RunID   string // required
 	Node    string // default fleet.DefaultNode
 	// OnlyBehind publishes only DBs whose version (read without the write
@@ -42,7 +43,7 @@ type Options struct {
 	// has Migrate (*engine.Engine), a DB whose version is the head is
 	// reported current only if a dry run finds nothing to do and nothing
 	// to refuse (a changed file, a missing one), as a worker would.
-	Engine fleet.Versioner
+	Engine tenants.Versioner
 	// Names of streams and subjects.
 	Names fleet.Names
 	// Window bounds the publishes awaiting the server's ack (default 256).
@@ -203,7 +204,7 @@ func Produce(ctx context.Context, js jetstream.JetStream, o Options) (*Stats, er
 		return nil, err
 	}
 	if o.Pattern == "" {
-		o.Pattern = fleet.DefaultPattern
+		o.Pattern = tenants.DefaultPattern
 	}
 	if o.Node == "" {
 		o.Node = fleet.DefaultNode
@@ -211,7 +212,7 @@ func Produce(ctx context.Context, js jetstream.JetStream, o Options) (*Stats, er
 	if err := fleet.ValidName("node", o.Node); err != nil {
 		return nil, err
 	}
-	if err := fleet.ValidatePattern(o.Pattern); err != nil {
+	if err := tenants.ValidatePattern(o.Pattern); err != nil {
 		return nil, err
 	}
 	if o.Window <= 0 {
@@ -256,7 +257,7 @@ func Produce(ctx context.Context, js jetstream.JetStream, o Options) (*Stats, er
 	found := 0
 	go func() {
 		defer close(cands)
-		walkErr = fleet.WalkSkipping(wctx, o.Root, o.Pattern, func(tenant, path string) error {
+		walkErr = tenants.WalkSkipping(wctx, o.Root, o.Pattern, func(tenant, path string) error {
 			found++
 			select {
 			case cands <- cand{tenant, path}:

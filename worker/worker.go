@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/shoal-dev/shoal/tenants"
 	"os"
 	"path/filepath"
 	"sync"
@@ -42,7 +43,7 @@ type Adopter interface {
 type Options struct {
 	Engine Migrator
 	// Root is the tenant root (required): a job's tenant is resolved
-	// beneath it (fleet.ResolveTenant) and a job whose DB is not a regular
+	// beneath it (tenants.ResolveTenant) and a job whose DB is not a regular
 	// file beneath it, reached through no symlink, is rejected.
 	Root string
 	// Node selects the consumers (jobs on shoal.jobs.<node>[.high]).
@@ -435,7 +436,7 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg, migrated func())
 	}()
 
 	var res *engine.Result
-	var resolved fleet.Resolved
+	var resolved tenants.Resolved
 	if err == nil && job.MaxFailures > 0 {
 		// The run halts at max_failures: look before touching the DB.
 		if reason := w.haltReason(ctx, job, log); reason != "" {
@@ -591,17 +592,17 @@ func (w *Worker) skip(ctx context.Context, msg jetstream.Msg, job fleet.Job, nam
 
 // run resolves the job's DB beneath the root and migrates it. A rejected
 // or missing tenant never reaches the engine.
-func (w *Worker) run(ctx context.Context, job fleet.Job, log *zap.Logger) (*engine.Result, fleet.Resolved, error) {
+func (w *Worker) run(ctx context.Context, job fleet.Job, log *zap.Logger) (*engine.Result, tenants.Resolved, error) {
 	rel := job.Tenant
 	if rel == "" {
 		var err error
-		if rel, err = fleet.TenantFromPath(w.o.Root, job.Path); err != nil {
-			return nil, fleet.Resolved{}, err
+		if rel, err = tenants.TenantFromPath(w.o.Root, job.Path); err != nil {
+			return nil, tenants.Resolved{}, err
 		}
 	}
-	before, err := fleet.ResolveTenant(w.o.Root, rel)
+	before, err := tenants.ResolveTenant(w.o.Root, rel)
 	if err != nil {
-		return nil, fleet.Resolved{}, err
+		return nil, tenants.Resolved{}, err
 	}
 	if head := w.o.Engine.Head(); job.Target > head {
 		return nil, before, &TargetError{Target: job.Target, Head: head}
@@ -613,7 +614,7 @@ func (w *Worker) run(ctx context.Context, job fleet.Job, log *zap.Logger) (*engi
 	res, err := w.migrate(ctx, job, before.Path)
 	// The engine opened the DB by its path: check that the path still
 	// leads, through no symlink, to the file resolved before.
-	after, aerr := fleet.ResolveTenant(w.o.Root, rel)
+	after, aerr := tenants.ResolveTenant(w.o.Root, rel)
 	if aerr != nil || !after.Same(before) {
 		detail := "it no longer resolves to the same regular file"
 		if aerr != nil {

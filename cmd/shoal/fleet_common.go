@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/shoal-dev/shoal/tenants"
 	"io"
 	"os"
 	"os/signal"
@@ -113,7 +114,7 @@ func rootFlag() cli.Flag {
 }
 
 func patternFlag() cli.Flag {
-	return &cli.StringFlag{Name: "pattern", Value: fleet.DefaultPattern, Usage: "tenant DB paths relative to --root, filepath.Match rules per '/'-separated segment"}
+	return &cli.StringFlag{Name: "pattern", Value: tenants.DefaultPattern, Usage: "tenant DB paths relative to --root, filepath.Match rules per '/'-separated segment"}
 }
 
 func nodeFlag() cli.Flag {
@@ -198,7 +199,7 @@ func checkSettings(c *cli.Context) error {
 		}
 	}
 	if hasFlag(c, "pattern") {
-		if err := fleet.ValidatePattern(c.String("pattern")); err != nil {
+		if err := tenants.ValidatePattern(c.String("pattern")); err != nil {
 			return usageError("%v", err)
 		}
 	}
@@ -339,7 +340,7 @@ func allowEmptyFlag() cli.Flag {
 // nothing: what matched nothing, files at another depth, the pattern for
 // them.
 func emptyFleet(c *cli.Context, root string) error {
-	e := fleet.ExplainEmpty(root, c.String("pattern"))
+	e := tenants.ExplainEmpty(root, c.String("pattern"))
 	if hasFlag(c, "empty-hint") {
 		e.Hint = c.String("empty-hint")
 	}
@@ -348,7 +349,7 @@ func emptyFleet(c *cli.Context, root string) error {
 
 // checkRoot fails (exit 1) unless --root is a readable directory.
 func checkRoot(root string) error {
-	if err := fleet.CheckRoot(root); err != nil {
+	if err := tenants.CheckRoot(root); err != nil {
 		return failure(err, "%v", err)
 	}
 	return nil

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"github.com/shoal-dev/shoal/tenants"
 	"path/filepath"
 	"strings"
 	"time"
@@ -60,11 +61,11 @@ func enqueueAction(c *cli.Context) error {
 	if a, err := filepath.Abs(db); err == nil {
 		abs = a
 	}
-	tenant, err := fleet.TenantFromPath(absRoot, abs)
+	tenant, err := tenants.TenantFromPath(absRoot, abs)
 	if err != nil {
 		return usageError("--db %s is not beneath --root %s: a tenant is a path relative to the root", db, root)
 	}
-	if _, err := fleet.ResolveTenant(absRoot, tenant); err != nil {
+	if _, err := tenants.ResolveTenant(absRoot, tenant); err != nil {
 		return failure(err, "cannot enqueue %s: %v", tenant, err)
 	}
 	runID := c.String("run-id")

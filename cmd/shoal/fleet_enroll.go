@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/shoal-dev/shoal/tenants"
 	"os"
 	"strconv"
 
@@ -61,7 +62,7 @@ func fleetEnrollAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := fleet.ValidatePattern(c.String("pattern")); err != nil {
+	if err := tenants.ValidatePattern(c.String("pattern")); err != nil {
 		return usageError("%v", err)
 	}
 	e, err := openEngine(c)
@@ -71,7 +72,7 @@ func fleetEnrollAction(c *cli.Context) error {
 	ctx, stop := signalContext(c)
 	defer stop()
 	rep := enrollReport{Databases: []enrollEntry{}}
-	err = fleet.Walk(ctx, root, c.String("pattern"), func(tenant, path string) error {
+	err = tenants.Walk(ctx, root, c.String("pattern"), func(tenant, path string) error {
 		ent := enrollOne(ctx, c, e, tenant, path)
 		rep.Total++
 		switch ent.Outcome {

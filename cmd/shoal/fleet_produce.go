@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/shoal-dev/shoal/tenants"
 	"time"
 
 	"github.com/shoal-dev/shoal/fleet"
@@ -81,7 +82,7 @@ func produceAction(c *cli.Context) error {
 	if err := checkReportPath(c.String("report")); err != nil {
 		return err
 	}
-	if err := fleet.CheckRoot(root); err != nil {
+	if err := tenants.CheckRoot(root); err != nil {
 		return failure(err, "%v", err)
 	}
 	e, err := openEngine(c)
@@ -170,7 +171,7 @@ func produceAction(c *cli.Context) error {
 // produceFailure is the one line for a producer that stopped: the re-run
 // hint only where re-running helps (not for a bad --root).
 func produceFailure(runID string, err error) error {
-	if errors.Is(err, producer.ErrWalk) || errors.Is(err, fleet.ErrRoot) {
+	if errors.Is(err, producer.ErrWalk) || errors.Is(err, tenants.ErrRoot) {
 		return failure(err, "run %s: %v", runID, err)
 	}
 	return failure(err, "run %s: %v (re-run with the same --run-id: jobs already published are not duplicated)", runID, err)

@@ -2,11 +2,11 @@ package main
 
 import (
 	"fmt"
+	"github.com/shoal-dev/shoal/tenants"
 	"sort"
 	"strconv"
 
 	"github.com/shoal-dev/shoal/engine"
-	"github.com/shoal-dev/shoal/fleet"
 	"github.com/urfave/cli/v2"
 )
 
@@ -54,7 +54,7 @@ func fleetStatusAction(c *cli.Context) error {
 	e.SetAtHeadCache(-1) // one pass: no path is read twice
 	ctx, stop := signalContext(c)
 	defer stop()
-	st, err := fleet.Status(ctx, e, root, c.String("pattern"), c.Int("concurrency"), c.Bool("verify"))
+	st, err := tenants.Status(ctx, e, root, c.String("pattern"), c.Int("concurrency"), c.Bool("verify"))
 	if err != nil {
 		return failure(err, "%v", err)
 	}
@@ -63,7 +63,7 @@ func fleetStatusAction(c *cli.Context) error {
 		if err != nil {
 			return failure(err, "--backup-dir %s: %v", d, err)
 		}
-		st.Backups = &fleet.BackupUsage{Dir: d, Count: n, Bytes: b}
+		st.Backups = &tenants.BackupUsage{Dir: d, Count: n, Bytes: b}
 	}
 	if c.Bool("json") {
 		printJSON(c, st)

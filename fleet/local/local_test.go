@@ -3,6 +3,7 @@ package local
 import (
 	"context"
 	"fmt"
+	"github.com/shoal-dev/shoal/tenants"
 	"os"
 	"path/filepath"
 	"strings"
@@ -130,8 +131,8 @@ func TestRunVerifyReportsDrift(t *testing.T) {
 	t.Parallel()
 	e := fleettest.Engine(t)
 	root := t.TempDir()
-	tenants := fleettest.Fleet(t, e, root, 4, func(i int) int64 { return e.Head() })
-	p := filepath.Join(root, tenants[2])
+	dbs := fleettest.Fleet(t, e, root, 4, func(i int) int64 { return e.Head() })
+	p := filepath.Join(root, dbs[2])
 	fleettest.Exec(t, p, "CREATE INDEX hand_made ON users(name)")
 	rep, err := Run(context.Background(), Options{Engine: e, Root: root, Pattern: "*/app.db", Workers: 2, NoBackup: true, Verify: true})
 	if err != nil {
@@ -144,14 +145,14 @@ func TestRunVerifyReportsDrift(t *testing.T) {
 	if len(f) != 1 || f[0].Path != p || f[0].Error == nil || !strings.Contains(*f[0].Error, "extra index hand_made") {
 		t.Fatalf("failed %+v", f)
 	}
-	st, err := fleet.Status(context.Background(), e, root, "*/app.db", 2, true)
+	st, err := tenants.Status(context.Background(), e, root, "*/app.db", 2, true)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(st.Drifted) != 1 || st.AtHead() {
 		t.Fatalf("fleet status --verify: %+v", st)
 	}
-	st, err = fleet.Status(context.Background(), e, root, "*/app.db", 2, false)
+	st, err = tenants.Status(context.Background(), e, root, "*/app.db", 2, false)
 	if err != nil || len(st.Drifted) != 0 || !st.AtHead() {
 		t.Fatalf("without --verify drift is not read: %+v %v", st, err)
 	}

@@ -1,4 +1,4 @@
-package fleet
+package tenants
 
 import (
 	"io/fs"

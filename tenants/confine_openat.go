@@ -1,5 +1,5 @@
 //go:build unix && !linux
 
-package fleet
+package tenants
 
 func resolveBeneath(root, tenant string) (fileID, error) { return resolveWalk(root, tenant) }

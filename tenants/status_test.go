@@ -1,14 +1,14 @@
-package fleet_test
+package tenants_test
 
 import (
 	"context"
 	"encoding/json"
+	"github.com/shoal-dev/shoal/tenants"
 	"os"
 	"path/filepath"
 	"reflect"
 	"testing"
 
-	"github.com/shoal-dev/shoal/fleet"
 	"github.com/shoal-dev/shoal/fleet/fleettest"
 )
 
@@ -21,7 +21,7 @@ func TestFleetStatus(t *testing.T) {
 	os.MkdirAll(filepath.Join(root, "c-1"), 0o755)
 	os.WriteFile(filepath.Join(root, "c-1", "app.db"), []byte("this is not a SQLite database, not at all, really not......................................................................"), 0o644)
 
-	st, err := fleet.Status(context.Background(), e, root, "*/app.db", 3, false)
+	st, err := tenants.Status(context.Background(), e, root, "*/app.db", 3, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,7 +54,7 @@ func TestFleetStatus(t *testing.T) {
 	}
 
 	// an empty fleet is at head, lists empty arrays
-	st, err = fleet.Status(context.Background(), e, t.TempDir(), "*/app.db", 2, false)
+	st, err = tenants.Status(context.Background(), e, t.TempDir(), "*/app.db", 2, false)
 	if err != nil || !st.AtHead() || st.Behind == nil || st.Ahead == nil {
 		t.Fatalf("empty: %+v %v", st, err)
 	}

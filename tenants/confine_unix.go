@@ -1,6 +1,6 @@
 //go:build unix
 
-package fleet
+package tenants
 
 import (
 	"errors"
@@ -52,7 +52,7 @@ func classify(err error) error {
 // resolveWalk opens root, then each directory of tenant with openat(2)
 // O_DIRECTORY|O_NOFOLLOW (a symlinked directory fails with ELOOP or
 // ENOTDIR), and lstats the last component with fstatat(AT_SYMLINK_NOFOLLOW).
-// tenant was checked by CheckTenant: no '..', so nothing leaves root.
+// tenant was checked by fleet.CheckTenant: no '..', so nothing leaves root.
 func resolveWalk(root, tenant string) (fileID, error) {
 	dfd, err := unix.Open(root, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
