@@ -137,16 +137,6 @@ func TestValidName(t *testing.T) {
 	}
 }
 
-func TestFormatProgress(t *testing.T) {
-	got := FormatProgress(Progress{Done: 5, Total: 10, Rate: 2.5, ETA: 2 * time.Second, Failed: 1})
-	if got != "5/10 done (50%), 2.5/s, ETA 2s, 1 failed" {
-		t.Fatal(got)
-	}
-	if got := FormatProgress(Progress{Done: 3, Total: -1}); got != "3/? done (still scanning), 0.0/s, 0 failed" {
-		t.Fatal(got)
-	}
-}
-
 // Several results for one tenant in one run (duplicate jobs, an enqueue
 // during the run): a later `current` never replaces `migrated`, `applied`
 // is the union of what was applied, `from` the version before the run.

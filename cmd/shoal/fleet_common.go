@@ -263,7 +263,7 @@ func signalContext(c *cli.Context) (context.Context, context.CancelFunc) {
 // waitRun follows a run's results until every tenant reported (or ctx
 // ends), showing progress on stderr.
 func waitRun(ctx context.Context, c *cli.Context, js jetstream.JetStream, nm fleet.Names, runID string, t *fleet.Tracker, knownTotal bool) error {
-	pp := &fleet.ProgressPrinter{W: c.App.ErrWriter, TTY: fleet.IsTerminal(c.App.ErrWriter), Interval: 5 * time.Second}
+	pp := &progressPrinter{W: c.App.ErrWriter, TTY: isTerminal(c.App.ErrWriter), Interval: 5 * time.Second}
 	every := time.Second
 	if pp.TTY {
 		every = 200 * time.Millisecond

@@ -133,7 +133,7 @@ func enqueueAction(c *cli.Context) error {
 		printJSON(c, got)
 	} else {
 		rep := &fleet.Report{RunID: runID, Databases: []fleet.Result{*got}}
-		fleet.PrintResults(c.App.Writer, rep)
+		printResults(c.App.Writer, rep)
 	}
 	if !fleet.AtHead(got.Outcome) {
 		msg := got.Outcome

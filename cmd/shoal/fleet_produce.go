@@ -132,7 +132,7 @@ func produceAction(c *cli.Context) error {
 		waitCtx, cancel = context.WithTimeout(ctx, d)
 		defer cancel()
 	}
-	pp := &fleet.ProgressPrinter{W: c.App.ErrWriter, TTY: fleet.IsTerminal(c.App.ErrWriter), Interval: 5 * time.Second}
+	pp := &progressPrinter{W: c.App.ErrWriter, TTY: isTerminal(c.App.ErrWriter), Interval: 5 * time.Second}
 	every := time.Second
 	if pp.TTY {
 		every = 200 * time.Millisecond

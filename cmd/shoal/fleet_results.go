@@ -69,9 +69,9 @@ func resultsAction(c *cli.Context) error {
 		if rep.Len() == 0 {
 			printf(c, "run %s: no results (yet)\n", runID)
 		} else {
-			fleet.PrintResults(c.App.Writer, rep)
+			printResults(c.App.Writer, rep)
 			printf(c, "\n")
-			fleet.PrintSummary(c.App.Writer, rep)
+			printSummary(c.App.Writer, rep)
 		}
 	}
 	if m := t.Manifest(); m == nil && rep.Len() == 0 {

@@ -82,7 +82,7 @@ func runAction(c *cli.Context) error {
 	if runID == "" {
 		runID = fleet.NewRunID(time.Now())
 	}
-	pp := &fleet.ProgressPrinter{W: c.App.ErrWriter, TTY: fleet.IsTerminal(c.App.ErrWriter), Interval: 5 * time.Second}
+	pp := &progressPrinter{W: c.App.ErrWriter, TTY: isTerminal(c.App.ErrWriter), Interval: 5 * time.Second}
 	every := time.Second
 	if pp.TTY {
 		every = 200 * time.Millisecond
@@ -119,7 +119,7 @@ func runAction(c *cli.Context) error {
 // the exit error.
 // The summary is printed even when the report cannot be written.
 func finishReport(c *cli.Context, rep *fleet.Report, reportPath string) error {
-	fleet.PrintSummary(c.App.Writer, rep)
+	printSummary(c.App.Writer, rep)
 	if reportPath != "" {
 		if err := fleet.WriteReport(reportPath, rep); err != nil {
 			if !rep.OK() {
