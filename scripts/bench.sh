@@ -16,9 +16,9 @@ echo "== backup, snapshot and restore of a ${SHOAL_BENCH_MB} MB DB vs io.Copy + 
 go test ./engine -run '^$' -bench 'BackupVsCopy|SnapshotRestore' -benchtime 1x | grep -E '^Benchmark' || true
 
 echo "== shoal run (embedded NATS) vs the engine alone and a bare loop: SHOAL_BENCH_DBS fresh tenants x 20 migrations"
-go test ./fleet/local -run '^$' -bench 'RunVsFloors' -benchtime 1x | grep -E '^Benchmark'
+go test ./local -run '^$' -bench 'RunVsFloors' -benchtime 1x | grep -E '^Benchmark'
 echo "== shoal run over 500 fresh tenants with the example migrations, 1 and 4 workers, vs the engine alone"
-go test ./fleet/local -run '^$' -bench 'BenchmarkRun$' -benchtime 1x | grep -E '^Benchmark'
+go test ./local -run '^$' -bench 'BenchmarkRun$' -benchtime 1x | grep -E '^Benchmark'
 echo "== fleet scale (fleet status over 10k and 100k files, --only-behind): ./scripts/bench-fleet.sh"
 
 echo "== binary"

@@ -5,7 +5,7 @@ import (
 	"time"
 
 	"github.com/shoal-dev/shoal/fleet"
-	"github.com/shoal-dev/shoal/fleet/local"
+	"github.com/shoal-dev/shoal/local"
 	"github.com/urfave/cli/v2"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -18,7 +18,7 @@ func init() {
 func runCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "run",
-		Usage: "migrate a whole fleet in one process: producer + N workers over an embedded NATS server",
+		Usage: "migrate a whole fleet in one process: producer + one worker migrating N DBs at once over an embedded NATS server",
 		Description: "No NATS to install: an in-process nats-server with JetStream (store in a temporary\n" +
 			"directory, removed afterwards, no port opened) carries the jobs and results exactly as\n" +
 			"in a distributed run. Shows progress, ends with a summary, exits 0 only if every DB\n" +

@@ -1,5 +1,6 @@
 // Package local runs a whole fleet migration in one process: an embedded
-// NATS server with JetStream, the producer and N workers (`shoal run`).
+// NATS server with JetStream, the producer and one worker migrating N DBs at
+// once (`shoal run`). It sits above producer and worker and drives both.
 package local
 
 import (
@@ -30,7 +31,8 @@ type Options struct {
 	Root    string
 	Pattern string
 	RunID   string // default: a new run id
-	// Workers is the number of workers (each migrates one DB at a time).
+	// Workers is how many DBs are migrated at once (default 4), by one
+	// worker of that concurrency.
 	Workers  int
 	Settings fleet.Settings
 	Backup   engine.BackupOptions
@@ -119,43 +121,37 @@ func Run(ctx context.Context, o Options) (*fleet.Report, error) {
 
 	start := time.Now()
 	t := fleet.NewTracker(o.RunID, start)
-	wctx, stopWorkers := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopWorkers()
-	var wg sync.WaitGroup
-	var conns []*nats.Conn
-	defer func() {
-		for _, c := range conns {
-			c.Close()
-		}
-	}()
-	for i := range o.Workers {
-		wnc, err := connect(fmt.Sprintf("shoal run worker %d", i+1))
-		if err != nil {
-			return nil, err
-		}
-		conns = append(conns, wnc)
-		wjs, err := fleet.Check(ctx, wnc)
-		if err != nil {
-			return nil, err
-		}
-		w, err := worker.New(wnc, wjs, worker.Options{
-			Engine: o.Engine, Root: o.Root, Concurrency: 1, Name: fmt.Sprintf("run-worker-%d", i+1), Settings: o.Settings,
-			Backoff: o.Backoff, Backup: o.Backup, NoBackup: o.NoBackup, Verify: o.Verify, Logger: log, PollWait: 250 * time.Millisecond,
-		})
-		if err != nil {
-			return nil, err
-		}
-		if err := w.Provision(ctx); err != nil {
-			return nil, err
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_ = w.Run(wctx)
-		}()
+	// One worker migrating o.Workers DBs at once: one connection, one
+	// pull loop, one reaper (the worker's Concurrency is the parallelism).
+	wnc, err := connect("shoal run worker")
+	if err != nil {
+		return nil, err
 	}
+	defer wnc.Close()
+	wjs, err := fleet.Check(ctx, wnc)
+	if err != nil {
+		return nil, err
+	}
+	w, err := worker.New(wnc, wjs, worker.Options{
+		Engine: o.Engine, Root: o.Root, Concurrency: o.Workers, Name: "run-worker", Settings: o.Settings,
+		Backoff: o.Backoff, Backup: o.Backup, NoBackup: o.NoBackup, Verify: o.Verify, Logger: log, PollWait: 250 * time.Millisecond,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := w.Provision(ctx); err != nil {
+		return nil, err
+	}
+	wctx, stopWorker := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopWorker()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		_ = w.Run(wctx)
+	}()
 	stop := func() {
-		stopWorkers()
+		stopWorker()
 		wg.Wait()
 	}
 

@@ -70,7 +70,7 @@ func exampleEngine(b *testing.B) *engine.Engine {
 // engine alone migrating as many fresh files in a plain loop. Reported:
 // run tenants/s, floor tenants/s and their ratio.
 //
-//	go test -run '^$' -bench BenchmarkRun -benchtime 3x ./fleet/local/
+//	go test -run '^$' -bench BenchmarkRun -benchtime 3x ./local/
 func BenchmarkRun(b *testing.B) {
 	n := 500
 	if testing.Short() {
