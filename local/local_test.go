@@ -3,7 +3,6 @@ package local
 import (
 	"context"
 	"fmt"
-	"github.com/shoal-dev/shoal/tenants"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,6 +14,7 @@ import (
 	"github.com/shoal-dev/shoal/fleet"
 	"github.com/shoal-dev/shoal/fleet/fleettest"
 	"github.com/shoal-dev/shoal/migrations"
+	"github.com/shoal-dev/shoal/tenants"
 )
 
 func TestRunLocal(t *testing.T) {

@@ -2,7 +2,6 @@ package producer_test
 
 import (
 	"context"
-	"github.com/shoal-dev/shoal/tenants"
 	"os"
 	"path/filepath"
 	"sync"
@@ -14,6 +13,7 @@ import (
 	"github.com/shoal-dev/shoal/fleet"
 	"github.com/shoal-dev/shoal/fleet/fleettest"
 	"github.com/shoal-dev/shoal/producer"
+	"github.com/shoal-dev/shoal/tenants"
 	"github.com/shoal-dev/shoal/worker"
 )
 

@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/shoal-dev/shoal/tenants"
 	"os"
 	"path/filepath"
 	"strings"
@@ -21,6 +20,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/shoal-dev/shoal/engine"
 	"github.com/shoal-dev/shoal/fleet"
+	"github.com/shoal-dev/shoal/tenants"
 	"go.uber.org/zap"
 )
 

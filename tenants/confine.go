@@ -3,12 +3,12 @@ package tenants
 import (
 	"errors"
 	"fmt"
-	"github.com/shoal-dev/shoal/fleet"
 	"io/fs"
 	"path/filepath"
 	"strings"
 
 	"github.com/shoal-dev/shoal/engine"
+	"github.com/shoal-dev/shoal/fleet"
 )
 
 // TenantFromPath derives the tenant of a job that has only a path (a job

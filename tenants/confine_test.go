@@ -2,7 +2,6 @@ package tenants
 
 import (
 	"errors"
-	"github.com/shoal-dev/shoal/fleet"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -11,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/shoal-dev/shoal/engine"
+	"github.com/shoal-dev/shoal/fleet"
 )
 
 func TestResolveTenant(t *testing.T) {

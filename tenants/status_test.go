@@ -3,13 +3,13 @@ package tenants_test
 import (
 	"context"
 	"encoding/json"
-	"github.com/shoal-dev/shoal/tenants"
 	"os"
 	"path/filepath"
 	"reflect"
 	"testing"
 
 	"github.com/shoal-dev/shoal/fleet/fleettest"
+	"github.com/shoal-dev/shoal/tenants"
 )
 
 func TestFleetStatus(t *testing.T) {

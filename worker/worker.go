@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/shoal-dev/shoal/tenants"
 	"os"
 	"path/filepath"
 	"sync"
@@ -19,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/shoal-dev/shoal/engine"
 	"github.com/shoal-dev/shoal/fleet"
+	"github.com/shoal-dev/shoal/tenants"
 	"go.uber.org/zap"
 )
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/shoal-dev/shoal/tenants"
 	"io"
 	"os"
 	"os/signal"
@@ -18,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/shoal-dev/shoal/fleet"
+	"github.com/shoal-dev/shoal/tenants"
 	"github.com/urfave/cli/v2"
 )
 

@@ -3,13 +3,13 @@ package main
 import (
 	"context"
 	"fmt"
-	"github.com/shoal-dev/shoal/tenants"
 	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/shoal-dev/shoal/fleet"
 	"github.com/shoal-dev/shoal/producer"
+	"github.com/shoal-dev/shoal/tenants"
 	"github.com/urfave/cli/v2"
 )
 

@@ -4,12 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"github.com/shoal-dev/shoal/tenants"
 	"os"
 	"strconv"
 
 	"github.com/shoal-dev/shoal/engine"
 	"github.com/shoal-dev/shoal/fleet"
+	"github.com/shoal-dev/shoal/tenants"
 	"github.com/urfave/cli/v2"
 )
 

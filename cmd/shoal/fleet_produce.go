@@ -4,11 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/shoal-dev/shoal/tenants"
 	"time"
 
 	"github.com/shoal-dev/shoal/fleet"
 	"github.com/shoal-dev/shoal/producer"
+	"github.com/shoal-dev/shoal/tenants"
 	"github.com/urfave/cli/v2"
 )
 

@@ -2,11 +2,11 @@ package main
 
 import (
 	"fmt"
-	"github.com/shoal-dev/shoal/tenants"
 	"sort"
 	"strconv"
 
 	"github.com/shoal-dev/shoal/engine"
+	"github.com/shoal-dev/shoal/tenants"
 	"github.com/urfave/cli/v2"
 )
 
