@@ -37,29 +37,3 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 	tidyCommands(app.Commands, "")
 	return app
 }
-
-// commands lists every command; each lives in its own file.
-func commands() []*cli.Command {
-	cmds := []*cli.Command{
-		migrateCommand(),
-		statusCommand(),
-		initCommand(),
-		newCommand(),
-	}
-	cmds = append(cmds, extraCommands...)
-	addNATSAuthFlags(cmds)
-	for _, c := range cmds {
-		if c.Name == "fleet" {
-			c.Subcommands = append(c.Subcommands, fleetSubcommands...)
-		}
-	}
-	addLayoutFlags(cmds)
-	return cmds
-}
-
-// fleetSubcommands are added under `shoal fleet` by the files that define them.
-var fleetSubcommands []*cli.Command
-
-// extraCommands are appended by other files of this package (fleet, safety,
-// schema tools) from their init functions, so each feature stays in its file.
-var extraCommands []*cli.Command

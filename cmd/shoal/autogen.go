@@ -73,7 +73,7 @@ func autogenAction(c *cli.Context) error {
 	}
 	g, err := e.Autogen(c.Context, string(desired), engine.AutogenOptions{Renames: renames})
 	if err != nil {
-		return failure(err, "%v", err)
+		return err
 	}
 	if g.Empty() {
 		printf(c, "%s equals what the migrations produce: nothing to generate\n", sp)

@@ -5,10 +5,6 @@ import (
 	"github.com/urfave/cli/v2"
 )
 
-func init() {
-	extraCommands = append(extraCommands, backupCommand(), restoreCommand())
-}
-
 func backupCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "backup",
@@ -71,7 +67,7 @@ func backupPruneAction(c *cli.Context) error {
 	}
 	st, err := engine.PruneTree(dir, engine.PruneOptions{Keep: c.Int("keep"), KeepFor: c.Duration("keep-for"), DryRun: c.Bool("dry-run")})
 	if st == nil {
-		return failure(err, "%v", err)
+		return err
 	}
 	if c.Bool("json") {
 		if perr := printJSON(c, struct {
@@ -113,7 +109,7 @@ func backupAction(c *cli.Context) error {
 	}
 	bak, err := engine.Backup(c.Context, path, o)
 	if err != nil {
-		return failure(err, "%v", err)
+		return err
 	}
 	if c.Bool("json") {
 		return printJSON(c, map[string]string{"backup": bak})
@@ -165,7 +161,7 @@ func restoreAction(c *cli.Context) error {
 	}
 	replaced, err := engine.Restore(c.Context, path, backup, o)
 	if err != nil {
-		return failure(err, "%v", err)
+		return err
 	}
 	if c.Bool("json") {
 		var kept any

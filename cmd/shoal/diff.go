@@ -27,11 +27,11 @@ func diffAction(c *cli.Context) error {
 	}
 	diffs, err := e.Drift(c.Context, path)
 	if err != nil {
-		return failure(err, "%v", err)
+		return err
 	}
 	s, err := e.Status(c.Context, path)
 	if err != nil {
-		return failure(err, "%v", err)
+		return err
 	}
 	if c.Bool("json") {
 		if err := printJSON(c, map[string]any{"path": path, "version": s.Version, "drift": len(diffs) > 0, "diffs": diffs}); err != nil {

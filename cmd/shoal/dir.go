@@ -36,14 +36,14 @@ func migrationsDir(c *cli.Context) (fs.FS, string, error) {
 	if dir := c.String("dir"); dir != "" {
 		fsys, err := engine.OpenDir(dir)
 		if err != nil {
-			return nil, dir, failure(err, "%v", err)
+			return nil, dir, err
 		}
 		return fsys, dir, nil
 	}
 	if st, err := os.Stat("migrations"); err == nil && st.IsDir() {
 		fsys, err := engine.OpenDir("migrations")
 		if err != nil {
-			return nil, "migrations", failure(err, "%v", err)
+			return nil, "migrations", err
 		}
 		return fsys, "migrations", nil
 	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {

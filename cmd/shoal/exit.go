@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/shoal-dev/shoal/fleet"
 	"github.com/urfave/cli/v2"
 )
 
@@ -38,6 +39,41 @@ func usageError(format string, args ...any) error {
 func failure(err error, format string, args ...any) error {
 	return &cliError{code: exitFailure, msg: fmt.Sprintf(format, args...), err: err}
 }
+
+// actionError is the one place where an action's error becomes an exit
+// code and the line printed on stderr: a *cliError stays as the action made
+// it; a bad NATS authentication option is a usage error (2); anything else
+// is a failure (1) saying what the error says, followed by the CLI's advice
+// for its kind (cliAdvice) when the message does not give it already.
+func actionError(err error) error {
+	if err == nil {
+		return nil
+	}
+	var ce *cliError
+	if errors.As(err, &ce) {
+		return err
+	}
+	if errors.Is(err, fleet.ErrBadAuthConfig) {
+		return usageError("%v", err)
+	}
+	msg := err.Error()
+	for _, a := range cliAdvice {
+		if errors.Is(err, a.kind) && !strings.Contains(msg, a.mentions) {
+			msg += " (" + a.advice + ")"
+			break
+		}
+	}
+	return failure(err, "%s", msg)
+}
+
+// cliAdvice is what the CLI adds to an error of a kind: the library's errors
+// speak of API options, the CLI names its flags and commands. An entry is
+// skipped when the message already mentions the flag or command it names.
+var cliAdvice = []struct {
+	kind     error
+	mentions string
+	advice   string
+}{}
 
 // silentFailure is exit 1 when the command already printed what went wrong
 // (a fleet run whose report says which tenants failed).

@@ -106,7 +106,7 @@ func natsOutcome(app *cli.App, err error) error {
 	if denied == nil || errors.Is(err, fleet.ErrPermission) {
 		return err
 	}
-	return failure(denied, "%v", denied)
+	return actionError(denied)
 }
 
 func rootFlag() cli.Flag {
@@ -236,10 +236,7 @@ func connectNATS(c *cli.Context, ctx context.Context, name string, opts ...nats.
 		},
 	})
 	if err != nil {
-		if errors.Is(err, fleet.ErrBadAuthConfig) {
-			return nil, nil, usageError("%v", err)
-		}
-		return nil, nil, failure(err, "%v", err)
+		return nil, nil, err
 	}
 	return nc, js, nil
 }
@@ -344,15 +341,12 @@ func emptyFleet(c *cli.Context, root string) error {
 	if hasFlag(c, "empty-hint") {
 		e.Hint = c.String("empty-hint")
 	}
-	return failure(e, "%v", e)
+	return e
 }
 
 // checkRoot fails (exit 1) unless --root is a readable directory.
 func checkRoot(root string) error {
-	if err := tenants.CheckRoot(root); err != nil {
-		return failure(err, "%v", err)
-	}
-	return nil
+	return tenants.CheckRoot(root)
 }
 
 // checkReportPath makes sure --report can be written before any work

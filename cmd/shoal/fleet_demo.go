@@ -9,8 +9,8 @@ import (
 	"github.com/urfave/cli/v2"
 )
 
-func init() {
-	extraCommands = append(extraCommands, &cli.Command{
+func demoFleetCommand() *cli.Command {
+	return &cli.Command{
 		Name:  "demo-fleet",
 		Usage: "create N example tenant DBs under --root (fresh files and DBs at older versions)",
 		Description: "Makes <root>/tenant-NNNN/app.db: every third one a fresh empty file, the others migrated\n" +
@@ -22,7 +22,7 @@ func init() {
 			&cli.BoolFlag{Name: "force", Usage: "overwrite existing tenant DBs"},
 		},
 		Action: demoFleetAction,
-	})
+	}
 }
 
 // demoVersion is the version tenant i is left at (0: a fresh empty file).
@@ -58,7 +58,7 @@ func demoFleetAction(c *cli.Context) error {
 			return failure(nil, "%s exists: use --force to overwrite, or another --root", path)
 		}
 		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return failure(err, "%v", err)
+			return err
 		}
 		for _, sfx := range []string{"", "-wal", "-shm", "-journal"} {
 			os.Remove(path + sfx)
@@ -66,7 +66,7 @@ func demoFleetAction(c *cli.Context) error {
 		v := demoVersion(i, head)
 		if v == 0 {
 			if err := os.WriteFile(path, nil, 0o644); err != nil {
-				return failure(err, "%v", err)
+				return err
 			}
 		} else if _, err := e.Migrate(c.Context, path, engine.MigrateOptions{To: v}); err != nil {
 			return failure(err, "%s: %v", path, err)

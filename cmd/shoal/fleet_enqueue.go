@@ -13,10 +13,6 @@ import (
 	"github.com/urfave/cli/v2"
 )
 
-func init() {
-	extraCommands = append(extraCommands, enqueueCommand())
-}
-
 func enqueueCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "enqueue",
@@ -90,10 +86,10 @@ func enqueueAction(c *cli.Context) error {
 	defer nc.Close()
 	s := fleet.Settings{Names: names(c)}
 	if err := fleet.ProvisionStreams(ctx, js, s); err != nil {
-		return failure(err, "%v", err)
+		return err
 	}
 	if _, _, err := fleet.EnsureConsumers(ctx, js, s, c.String("node")); err != nil {
-		return failure(err, "%v", err)
+		return err
 	}
 	requested := time.Now().UTC()
 	job := fleet.Job{RunID: runID, Tenant: tenant, Path: abs, Target: target, RequestedAt: requested, Priority: fleet.PriorityHigh}

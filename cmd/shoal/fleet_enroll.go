@@ -13,10 +13,6 @@ import (
 	"github.com/urfave/cli/v2"
 )
 
-func init() {
-	fleetSubcommands = append(fleetSubcommands, fleetEnrollCommand())
-}
-
 // enrollEntry is one tenant's line in a fleet enroll report.
 type enrollEntry struct {
 	Tenant string `json:"tenant"`

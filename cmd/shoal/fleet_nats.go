@@ -8,8 +8,8 @@ import (
 	"github.com/urfave/cli/v2"
 )
 
-func init() {
-	extraCommands = append(extraCommands, &cli.Command{
+func natsCommand() *cli.Command {
+	return &cli.Command{
 		Name:  "nats",
 		Usage: "NATS JetStream administration",
 		Subcommands: []*cli.Command{
@@ -35,7 +35,7 @@ func init() {
 				Action: natsSetupAction,
 			},
 		},
-	})
+	}
 }
 
 func natsSetupAction(c *cli.Context) error {
@@ -65,13 +65,13 @@ func natsSetupAction(c *cli.Context) error {
 		s.Placement = &jetstream.Placement{Cluster: c.String("placement-cluster"), Tags: c.StringSlice("placement-tag")}
 	}
 	if err := fleet.SetupStreams(ctx, js, s); err != nil {
-		return failure(err, "%v", err)
+		return err
 	}
 	replicas := fleet.StreamReplicas(ctx, js, s.JobsStream)
 	printf(c, "streams: %s (shoal jobs, work queue), %s (results), %d replicas\n", s.JobsStream, s.ResultsStream, replicas)
 	for _, n := range c.StringSlice("node") {
 		if _, _, err := fleet.ProvisionConsumers(ctx, js, s, n); err != nil {
-			return failure(err, "%v", err)
+			return err
 		}
 		printf(c, "node %s: consumers %s (%s) and %s (%s), ack wait %s, max deliver %d\n", n,
 			s.ConsumerName(n, true), s.JobSubject(n, true), s.ConsumerName(n, false), s.JobSubject(n, false),

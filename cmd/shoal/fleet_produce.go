@@ -12,10 +12,6 @@ import (
 	"github.com/urfave/cli/v2"
 )
 
-func init() {
-	extraCommands = append(extraCommands, produceCommand())
-}
-
 func produceCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "produce",
@@ -83,7 +79,7 @@ func produceAction(c *cli.Context) error {
 		return err
 	}
 	if err := tenants.CheckRoot(root); err != nil {
-		return failure(err, "%v", err)
+		return err
 	}
 	e, err := openEngine(c)
 	if err != nil {
@@ -100,10 +96,10 @@ func produceAction(c *cli.Context) error {
 	defer nc.Close()
 	s := fleet.Settings{Names: names(c)}
 	if err := fleet.ProvisionStreams(ctx, js, s); err != nil {
-		return failure(err, "%v", err)
+		return err
 	}
 	if _, _, err := fleet.EnsureConsumers(ctx, js, s, c.String("node")); err != nil {
-		return failure(err, "%v", err)
+		return err
 	}
 	o := producer.Options{
 		Root: root, Pattern: c.String("pattern"), RunID: runID, Node: c.String("node"),

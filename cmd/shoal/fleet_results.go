@@ -8,10 +8,6 @@ import (
 	"github.com/urfave/cli/v2"
 )
 
-func init() {
-	extraCommands = append(extraCommands, resultsCommand())
-}
-
 func resultsCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "results",

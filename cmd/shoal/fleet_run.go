@@ -11,10 +11,6 @@ import (
 	"go.uber.org/zap/zapcore"
 )
 
-func init() {
-	extraCommands = append(extraCommands, runCommand())
-}
-
 func runCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "run",

@@ -10,30 +10,24 @@ import (
 	"github.com/urfave/cli/v2"
 )
 
-func init() {
-	extraCommands = append(extraCommands, &cli.Command{
-		Name:  "fleet",
-		Usage: "local fleet tools",
-		Subcommands: []*cli.Command{
-			{
-				Name:  "status",
-				Usage: "read every tenant DB's version under --root (no write lock) and count them by version",
-				Description: "Prints how many DBs are at each version and which are behind, ahead, unmanaged or\n" +
-					"corrupt. Exits 1 if any DB is not at head, and if --pattern matches nothing under --root\n" +
-					"(unless --allow-empty).\n\n" +
-					"Example: shoal fleet status --root /srv/tenants --json",
-				Flags: []cli.Flag{
-					rootFlag(), patternFlag(), dirFlag(), busyTimeoutFlag(),
-					&cli.IntFlag{Name: "concurrency", Value: 8, Usage: "DBs read at once"},
-					&cli.BoolFlag{Name: "json", Usage: "print one JSON object"},
-					allowEmptyFlag(),
-					&cli.BoolFlag{Name: "verify", Usage: "also compare each DB at head with head's schema and list those that drifted (slower: reads every schema)"},
-					&cli.StringFlag{Name: "backup-dir", Usage: "also show the disk taken by shoal's backups under this directory (the workers' --backup-dir)"},
-				},
-				Action: fleetStatusAction,
-			},
+func fleetStatusCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "status",
+		Usage: "read every tenant DB's version under --root (no write lock) and count them by version",
+		Description: "Prints how many DBs are at each version and which are behind, ahead, unmanaged or\n" +
+			"corrupt. Exits 1 if any DB is not at head, and if --pattern matches nothing under --root\n" +
+			"(unless --allow-empty).\n\n" +
+			"Example: shoal fleet status --root /srv/tenants --json",
+		Flags: []cli.Flag{
+			rootFlag(), patternFlag(), dirFlag(), busyTimeoutFlag(),
+			&cli.IntFlag{Name: "concurrency", Value: 8, Usage: "DBs read at once"},
+			&cli.BoolFlag{Name: "json", Usage: "print one JSON object"},
+			allowEmptyFlag(),
+			&cli.BoolFlag{Name: "verify", Usage: "also compare each DB at head with head's schema and list those that drifted (slower: reads every schema)"},
+			&cli.StringFlag{Name: "backup-dir", Usage: "also show the disk taken by shoal's backups under this directory (the workers' --backup-dir)"},
 		},
-	})
+		Action: fleetStatusAction,
+	}
 }
 
 func fleetStatusAction(c *cli.Context) error {
@@ -56,7 +50,7 @@ func fleetStatusAction(c *cli.Context) error {
 	defer stop()
 	st, err := tenants.Status(ctx, e, root, c.String("pattern"), c.Int("concurrency"), c.Bool("verify"))
 	if err != nil {
-		return failure(err, "%v", err)
+		return err
 	}
 	if d := c.String("backup-dir"); d != "" {
 		n, b, err := engine.BackupUsage(d)

@@ -17,10 +17,6 @@ import (
 	"go.uber.org/zap"
 )
 
-func init() {
-	extraCommands = append(extraCommands, workCommand())
-}
-
 func backupFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "backup-dir", Usage: "directory for the backups taken before migrating (default: beside each DB)"},
@@ -138,10 +134,10 @@ func workAction(c *cli.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		return failure(err, "%v", err)
+		return err
 	}
 	if err := w.Run(ctx); err != nil {
-		return failure(err, "%v", err)
+		return err
 	}
 	fmt.Fprintln(c.App.ErrWriter, "shoal work: stopped")
 	return nil

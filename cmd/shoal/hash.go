@@ -29,7 +29,7 @@ func hashAction(c *cli.Context) error {
 	}
 	dir := diskDir(c)
 	if _, err := engine.OpenDir(dir); err != nil {
-		return failure(err, "%v", err)
+		return err
 	}
 	changed, err := writeSumWithBaseline(c, dir)
 	if err != nil {

@@ -98,7 +98,7 @@ func migrateAction(c *cli.Context) error {
 		printMigrate(c, res)
 	}
 	if merr != nil {
-		return failure(merr, "%v", merr)
+		return merr
 	}
 	return nil
 }

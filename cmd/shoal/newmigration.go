@@ -86,11 +86,11 @@ func newAction(c *cli.Context) error {
 	dir := diskDir(c)
 	fsys, err := engine.OpenDir(dir)
 	if err != nil {
-		return failure(err, "%v", err)
+		return err
 	}
 	e, err := engine.New(engine.Options{Dir: fsys, DirName: dir, Layout: c.String("layout")})
 	if err != nil {
-		return failure(err, "%v", err)
+		return err
 	}
 	if e.Layout() != engine.LayoutShoal {
 		return failure(nil, "%s is in %s's layout: shoal new writes shoal's file names, which would mix layouts; create the migration with %s's own naming (docs/switching.md)", dir, e.Layout(), e.Layout())

@@ -8,10 +8,6 @@ import (
 	"github.com/urfave/cli/v2"
 )
 
-func init() {
-	extraCommands = append(extraCommands, downCommand(), redoCommand(), enrollCommand(), acceptCommand())
-}
-
 func downCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "down",
@@ -31,7 +27,7 @@ func downCommand() *cli.Command {
 			}
 			res, err := e.Down(c.Context, path, c.Int64("to"))
 			if err != nil {
-				return failure(err, "%v", err)
+				return err
 			}
 			return printDown(c, res)
 		},
@@ -66,7 +62,7 @@ func redoCommand() *cli.Command {
 			}
 			res, err := e.Redo(c.Context, path)
 			if err != nil {
-				return failure(err, "%v", err)
+				return err
 			}
 			printf(c, "%s: redone, at version %d\n", res.Path, res.To)
 			return nil
@@ -105,7 +101,7 @@ func enrollCommand() *cli.Command {
 				if errors.As(err, &ee) {
 					return failure(err, "%v\nfix the database or pick the right --version, then enroll again", err)
 				}
-				return failure(err, "%v", err)
+				return err
 			}
 			if c.Bool("json") {
 				return printJSON(c, en)
@@ -147,7 +143,7 @@ func acceptCommand() *cli.Command {
 			}
 			acc, err := e.Accept(c.Context, path, versions)
 			if err != nil {
-				return failure(err, "%v", err)
+				return err
 			}
 			if len(acc) == 0 {
 				printf(c, "%s: those migrations match their files; nothing to accept\n", path)

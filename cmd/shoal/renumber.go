@@ -33,7 +33,7 @@ func renumberAction(c *cli.Context) error {
 	dir := diskDir(c)
 	fsys, err := engine.OpenDir(dir)
 	if err != nil {
-		return failure(err, "%v", err)
+		return err
 	}
 	files, err := engine.ListMigrationFiles(fsys)
 	if err != nil {

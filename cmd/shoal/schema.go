@@ -9,11 +9,6 @@ import (
 	"github.com/urfave/cli/v2"
 )
 
-// Schema tools: schema, check, hash, renumber, diff, autogen.
-func init() {
-	extraCommands = append(extraCommands, schemaCommand(), checkCommand(), hashCommand(), renumberCommand(), diffCommand(), autogenCommand())
-}
-
 // schemaFileName is kept beside the migrations directory (in its parent).
 const schemaFileName = "schema.sql"
 
@@ -56,7 +51,7 @@ func scratchSchema(c *cli.Context, e *engine.Engine) ([]engine.SchemaObject, err
 	}
 	objs, err := engine.DBSchema(c.Context, scratch)
 	if err != nil {
-		return nil, failure(err, "%v", err)
+		return nil, err
 	}
 	return objs, nil
 }
@@ -93,7 +88,7 @@ func schemaAction(c *cli.Context) error {
 	if db != "" {
 		var err error
 		if objs, err = engine.DBSchema(c.Context, db); err != nil {
-			return failure(err, "%v", err)
+			return err
 		}
 	} else {
 		_, d, embedded, err := onDisk(c)

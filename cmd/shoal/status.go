@@ -24,7 +24,7 @@ func statusAction(c *cli.Context) error {
 	}
 	s, err := e.Status(c.Context, path)
 	if err != nil {
-		return failure(err, "%v", err)
+		return err
 	}
 	var changed int
 	for _, a := range s.Applied {

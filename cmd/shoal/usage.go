@@ -87,6 +87,10 @@ func tidyCommands(cmds []*cli.Command, path string) {
 				return action(c)
 			}
 		}
+		if cmd.Action != nil {
+			action := cmd.Action
+			cmd.Action = func(c *cli.Context) error { return actionError(action(c)) }
+		}
 		tidyCommands(cmd.Subcommands, full)
 	}
 }

@@ -81,7 +81,7 @@ func TestHelpTextCLI(t *testing.T) {
 	d := t.TempDir()
 	top := shoal(t, d, nil, "--help")
 	cmds := [][]string{}
-	for _, m := range regexp.MustCompile(`(?m)^   ([a-z-]+)(?:, [a-z]+)?\s{2,}`).FindAllStringSubmatch(top.stdout, -1) {
+	for _, m := range regexp.MustCompile(`(?m)^   (?:  )?([a-z-]+)(?:, [a-z]+)?\s{2,}`).FindAllStringSubmatch(top.stdout, -1) {
 		if m[1] == "help" {
 			continue
 		}
