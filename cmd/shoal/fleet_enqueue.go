@@ -69,27 +69,16 @@ func enqueueAction(c *cli.Context) error {
 		runID = "enqueue-" + strings.TrimPrefix(fleet.NewRunID(time.Now()), "run-")
 	}
 	// Target: the head of --dir when given, else 0 (the worker's head).
-	var target int64
-	if c.String("dir") != "" {
-		e, err := openEngine(c)
-		if err != nil {
-			return err
-		}
-		target = e.Head()
-	}
-	ctx, stop := signalContext(c)
-	defer stop()
-	nc, js, err := connectNATS(c, ctx, "shoal enqueue")
+	env, err := newFleetEnv(c, envSpec{engine: c.String("dir") != "", conn: "shoal enqueue", provision: true})
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
-	s := fleet.Settings{Names: names(c)}
-	if err := fleet.ProvisionStreams(ctx, js, s); err != nil {
-		return err
-	}
-	if _, _, err := fleet.EnsureConsumers(ctx, js, s, c.String("node")); err != nil {
-		return err
+	defer env.Close()
+	ctx, js := env.ctx, env.js
+	s := fleet.Settings{Names: env.names}
+	var target int64
+	if env.e != nil {
+		target = env.e.Head()
 	}
 	requested := time.Now().UTC()
 	job := fleet.Job{RunID: runID, Tenant: tenant, Path: abs, Target: target, RequestedAt: requested, Priority: fleet.PriorityHigh}

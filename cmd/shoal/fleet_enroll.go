@@ -61,12 +61,12 @@ func fleetEnrollAction(c *cli.Context) error {
 	if err := tenants.ValidatePattern(c.String("pattern")); err != nil {
 		return usageError("%v", err)
 	}
-	e, err := openEngine(c)
+	env, err := newFleetEnv(c, envSpec{engine: true})
 	if err != nil {
 		return err
 	}
-	ctx, stop := signalContext(c)
-	defer stop()
+	defer env.Close()
+	e, ctx := env.e, env.ctx
 	rep := enrollReport{Databases: []enrollEntry{}}
 	err = tenants.Walk(ctx, root, c.String("pattern"), func(tenant, path string) error {
 		ent := enrollOne(ctx, c, e, tenant, path)

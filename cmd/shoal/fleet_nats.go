@@ -50,13 +50,13 @@ func natsSetupAction(c *cli.Context) error {
 	if r := c.Int("replicas"); c.IsSet("replicas") && (r < 1 || r > 5) {
 		return usageError("--replicas must be between 1 and 5 (JetStream's limit), got %d", r)
 	}
-	ctx, stop := signalContext(c)
-	defer stop()
-	nc, js, err := connectNATS(c, ctx, "shoal nats setup")
+	// Streams and consumers are set up below, with this command's settings.
+	env, err := newFleetEnv(c, envSpec{conn: "shoal nats setup"})
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
+	defer env.Close()
+	ctx, nc, js := env.ctx, env.nc, env.js
 	s := settings(c)
 	s.Duplicates = c.Duration("duplicates")
 	s.ResultsMaxAge = c.Duration("results-max-age")

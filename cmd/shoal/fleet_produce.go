@@ -70,37 +70,21 @@ func produceAction(c *cli.Context) error {
 	if runID == "" {
 		runID = fleet.NewRunID(time.Now())
 	}
-	log, err := newLogger(c)
-	if err != nil {
-		return err
-	}
-	defer log.Sync()
 	if err := checkReportPath(c.String("report")); err != nil {
 		return err
 	}
 	if err := tenants.CheckRoot(root); err != nil {
 		return err
 	}
-	e, err := openEngine(c)
+	env, err := newFleetEnv(c, envSpec{engine: true, conn: "shoal produce " + runID, provision: true})
 	if err != nil {
 		return err
 	}
+	defer env.Close()
+	log, e, ctx, js := env.log, env.e, env.ctx, env.js
+	s := fleet.Settings{Names: env.names}
 	e.SetAtHeadCache(oneShotCache)
 	softMemoryLimit()
-	ctx, stop := signalContext(c)
-	defer stop()
-	nc, js, err := connectNATS(c, ctx, "shoal produce "+runID)
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	s := fleet.Settings{Names: names(c)}
-	if err := fleet.ProvisionStreams(ctx, js, s); err != nil {
-		return err
-	}
-	if _, _, err := fleet.EnsureConsumers(ctx, js, s, c.String("node")); err != nil {
-		return err
-	}
 	o := producer.Options{
 		Root: root, Pattern: c.String("pattern"), RunID: runID, Node: c.String("node"),
 		OnlyBehind: c.Bool("only-behind"), Adopt: c.Bool("adopt"), ReportAtHead: !c.Bool("visit-all"), Engine: e, Names: s.Names,

@@ -33,14 +33,12 @@ func resultsAction(c *cli.Context) error {
 	if err := checkSettings(c); err != nil {
 		return err
 	}
-	ctx, stop := signalContext(c)
-	defer stop()
-	nc, js, err := connectNATS(c, ctx, "shoal results")
+	env, err := newFleetEnv(c, envSpec{conn: "shoal results"})
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
-	nm := names(c)
+	defer env.Close()
+	ctx, js, nm := env.ctx, env.js, env.names
 	softMemoryLimit()
 	t := fleet.NewTracker(runID, time.Time{})
 	if c.Bool("follow") {

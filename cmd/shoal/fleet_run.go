@@ -51,29 +51,25 @@ func runAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	log, err := newLogger(c)
-	if err != nil {
-		return err
-	}
-	defer log.Sync()
 	if err := checkReportPath(c.String("report")); err != nil {
 		return err
 	}
 	if err := checkRoot(root); err != nil {
 		return err
 	}
+	// No NATS connection: local.Run starts its own embedded server.
+	env, err := newFleetEnv(c, envSpec{engine: true})
+	if err != nil {
+		return err
+	}
+	defer env.Close()
+	log, e, ctx := env.log, env.e, env.ctx
 	if !c.IsSet("log-level") {
 		// People watch the progress line: per-DB logs only when asked for.
 		log = log.WithOptions(zap.IncreaseLevel(zapcore.WarnLevel))
 	}
-	e, err := openEngine(c)
-	if err != nil {
-		return err
-	}
 	e.SetAtHeadCache(oneShotCache)
 	softMemoryLimit()
-	ctx, stop := signalContext(c)
-	defer stop()
 	runID := c.String("run-id")
 	if runID == "" {
 		runID = fleet.NewRunID(time.Now())

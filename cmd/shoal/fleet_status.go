@@ -41,13 +41,13 @@ func fleetStatusAction(c *cli.Context) error {
 	if err := checkRoot(root); err != nil {
 		return err
 	}
-	e, err := openEngine(c)
+	env, err := newFleetEnv(c, envSpec{engine: true})
 	if err != nil {
 		return err
 	}
+	defer env.Close()
+	e, ctx := env.e, env.ctx
 	e.SetAtHeadCache(-1) // one pass: no path is read twice
-	ctx, stop := signalContext(c)
-	defer stop()
 	st, err := tenants.Status(ctx, e, root, c.String("pattern"), c.Int("concurrency"), c.Bool("verify"))
 	if err != nil {
 		return err

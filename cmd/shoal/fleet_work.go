@@ -82,28 +82,23 @@ func workAction(c *cli.Context) error {
 	if c.Int("concurrency") < 1 {
 		return usageError("--concurrency must be 1 or more")
 	}
-	log, err := newLogger(c)
+	// The worker provisions its consumers itself (w.Provision), with its
+	// --ack-wait and --max-deliver.
+	env, err := newFleetEnv(c, envSpec{engine: true, conn: "shoal work", natsOptions: func(log *zap.Logger) []nats.Option {
+		return []nats.Option{
+			nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+				if err != nil {
+					log.Warn("disconnected from NATS", zap.Error(err))
+				}
+			}),
+			nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("reconnected to NATS", zap.String("url", fleet.ConnectedURL(nc))) }),
+		}
+	}})
 	if err != nil {
 		return err
 	}
-	defer log.Sync()
-	e, err := openEngine(c)
-	if err != nil {
-		return err
-	}
-	ctx, stop := signalContext(c)
-	defer stop()
-	nc, js, err := connectNATS(c, ctx, "shoal work",
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			if err != nil {
-				log.Warn("disconnected from NATS", zap.Error(err))
-			}
-		}),
-		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("reconnected to NATS", zap.String("url", fleet.ConnectedURL(nc))) }))
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
+	defer env.Close()
+	log, e, ctx, nc, js := env.log, env.e, env.ctx, env.nc, env.js
 	w, err := worker.New(nc, js, worker.Options{
 		Engine: e, Root: root, Node: c.String("node"), Concurrency: c.Int("concurrency"), Name: c.String("name"),
 		Settings: settings(c), Backoff: c.Duration("backoff"), Backup: backupOptions(c), NoBackup: c.Bool("no-backup"), Verify: c.Bool("verify"),
