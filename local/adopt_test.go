@@ -139,7 +139,7 @@ func TestRunAdopt(t *testing.T) {
 // shoal at version 2 (migrate 3 and 4), built fresh in the same iteration.
 // Reported: both times and their ratio (adopt / plain).
 //
-//	go test -run '^$' -bench BenchmarkRunAdopt -benchtime 3x ./fleet/local/
+//	go test -run '^$' -bench BenchmarkRunAdopt -benchtime 3x ./local/
 func BenchmarkRunAdopt(b *testing.B) {
 	n := 1000
 	if testing.Short() {
