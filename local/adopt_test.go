@@ -16,7 +16,7 @@ import (
 
 // gooseDir is the goose fixture of the engine's tests: four migrations in
 // goose's own layout.
-var gooseDir = filepath.Join("..", "..", "engine", "testdata", "layouts", "goose")
+var gooseDir = filepath.Join("..", "engine", "testdata", "layouts", "goose")
 
 func gooseEngine(tb testing.TB) *engine.Engine {
 	tb.Helper()
