@@ -198,7 +198,7 @@ func assertIntegrity(t *testing.T, p string) {
 // kill -9 spread over the whole of a first run on a fresh file (the first
 // transaction spills into the file early): after each kill the engine never
 // calls the file corrupt, and the next run takes it to head with every
-// migration applied once. SHOAL_DRILL_TRIALS sets the count (default 8).
+// migration applied once. SHOAL_DRILL_SCALE multiplies the count (default 8).
 func TestKillNineDuringFirstRun(t *testing.T) {
 	if _, err := exec.LookPath("python3"); err != nil {
 		t.Fatal("python3 is needed for the script step of this drill")

@@ -6,11 +6,12 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
-	"strconv"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/shoal-dev/shoal/internal/drill"
 )
 
 // TestMain lets tests re-run this binary as a separate migrator process.
@@ -97,6 +98,12 @@ func helperCmd(set, db string, per bool) *exec.Cmd {
 // Sixteen processes racing on one fresh file: each migration exactly once,
 // every process exits 0.
 func TestProcessesRaceOnOneFile(t *testing.T) {
+	for round := range trials(t, 1) {
+		t.Run(fmt.Sprint("round-", round+1), testProcessesRaceOnOneFile)
+	}
+}
+
+func testProcessesRaceOnOneFile(t *testing.T) {
 	p := tempDB(t)
 	var wg sync.WaitGroup
 	outs := make([][]byte, 16)
@@ -141,26 +148,17 @@ db.commit()
 	return files
 }
 
-func trials(t *testing.T, def int) int {
-	if s := os.Getenv("SHOAL_DRILL_TRIALS"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 {
-			t.Fatalf("SHOAL_DRILL_TRIALS=%q", s)
-		}
-		return n
-	}
-	return def
-}
+func trials(t *testing.T, def int) int { return drill.Trials(t, def) }
 
 // kill -9 of a migrator at random moments of a long run: the DB passes
 // integrity_check, its schema is exactly one version boundary matching its
-// history, and the next run reaches head. SHOAL_DRILL_TRIALS sets the count
-// (default 10 in CI; 50+ nightly).
+// history, and the next run reaches head. SHOAL_DRILL_SCALE multiplies the count
+// (6 in CI; SHOAL_DRILL_SCALE=10 nightly).
 func TestKillNineMidMigration(t *testing.T) {
 	if _, err := exec.LookPath("python3"); err != nil {
 		t.Fatal("python3 is needed for the script step of this drill")
 	}
-	n := trials(t, 10)
+	n := trials(t, 6)
 	// Measure one uninterrupted run to spread the kill moments over it.
 	p0 := tempDB(t)
 	start := time.Now()

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every check CI runs: formatting, vet, the race-enabled test suite.
-# Usage: ./scripts/test.sh   (SHOAL_DRILL_TRIALS=50 for nightly-size drills)
+# Usage: ./scripts/test.sh   (SHOAL_DRILL_SCALE=10 runs every drill at ten times its CI count)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"reflect"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -19,6 +18,8 @@ import (
 	"github.com/shoal-dev/shoal/engine"
 	"github.com/shoal-dev/shoal/fleet"
 	"github.com/shoal-dev/shoal/fleet/fleettest"
+
+	"github.com/shoal-dev/shoal/internal/drill"
 )
 
 // recordingEngine records every path the worker hands to the engine.
@@ -433,8 +434,7 @@ func TestNoJobLeftAfterRestarts(t *testing.T) {
 // the consumers' ack floors without the deletes of the messages they acked
 // (dozens stay in the stream for good without the worker's sweep).
 //
-// One trial by default; SHOAL_DRILL_TRIALS=N runs N/10 (rounded up), so the
-// 10x setting of the engine's drills runs this one 10 times.
+// One trial by default; SHOAL_DRILL_SCALE=N runs N (internal/drill).
 func TestNoJobLeftAfterKill9(t *testing.T) {
 	t.Parallel()
 	for i := range kill9Trials(t) {
@@ -453,17 +453,7 @@ func TestNoJobLeftAfterKill9SystemServer(t *testing.T) {
 	}
 }
 
-func kill9Trials(t *testing.T) int {
-	s := os.Getenv("SHOAL_DRILL_TRIALS")
-	if s == "" {
-		return 1
-	}
-	n, err := strconv.Atoi(s)
-	if err != nil || n < 1 {
-		t.Fatalf("SHOAL_DRILL_TRIALS=%q", s)
-	}
-	return (n + 9) / 10
-}
+func kill9Trials(t *testing.T) int { return drill.Trials(t, 1) }
 
 func testNoJobLeftAfterKill9(t *testing.T, k *fleettest.Killable) {
 	v := newEnv(t, k.URL)
