@@ -160,8 +160,12 @@ func TestTrackerKeepsWhatHappenedInTheRun(t *testing.T) {
 	// c: migrated, then a later failure: the failure is what it ends with
 	tr.Add(Result{Tenant: "c", Outcome: "migrated", From: Int64(1), To: Int64(3), Applied: ap(2, 3), At: t0.Add(1 * time.Second)})
 	tr.Add(Result{Tenant: "c", Outcome: "failed", From: Int64(3), To: Int64(3), At: t0.Add(2 * time.Second)})
+	// d: two workers of a duplicated job; the one that found it current
+	// stamped its result before the one that migrated it: from is still 0
+	tr.Add(Result{Tenant: "d", Outcome: "current", From: Int64(3), To: Int64(3), Worker: "w2", At: t0.Add(1 * time.Second)})
+	tr.Add(Result{Tenant: "d", Outcome: "migrated", From: Int64(0), To: Int64(3), Applied: ap(1, 2, 3), Worker: "w1", At: t0.Add(2 * time.Second)})
 	rep := tr.Report(t0.Add(time.Minute))
-	if rep.Summary.Counts["migrated"] != 2 || rep.Summary.Counts["current"] != 0 || rep.Summary.Counts["failed"] != 1 {
+	if rep.Summary.Counts["migrated"] != 3 || rep.Summary.Counts["current"] != 0 || rep.Summary.Counts["failed"] != 1 {
 		t.Fatalf("summary %+v", rep.Summary)
 	}
 	want := map[string]struct {
@@ -172,6 +176,7 @@ func TestTrackerKeepsWhatHappenedInTheRun(t *testing.T) {
 		"a": {"migrated", 0, 3, []int64{1, 2, 3}},
 		"b": {"migrated", 0, 3, []int64{1, 2, 3}},
 		"c": {"failed", 1, 3, []int64{2, 3}},
+		"d": {"migrated", 0, 3, []int64{1, 2, 3}},
 	}
 	for _, d := range rep.Databases {
 		w := want[d.Tenant]

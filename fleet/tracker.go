@@ -19,7 +19,8 @@ import (
 // that a later `current` never replaces a `migrated` (the DB was migrated
 // in this run; the later job found it done), its `applied` lists every
 // migration applied in the run (the union, by version) and its `from` is
-// the version before the run's first result. Safe for concurrent use.
+// the lowest version any of its results started from: the version before
+// the run, whatever order the results were stamped in. Safe for concurrent use.
 //
 // Memory stays flat in the number of tenants: the results themselves go to
 // a spool file (an unlinked temporary file, in memory only if none can be
@@ -91,12 +92,12 @@ func fromNanos(n int64) time.Time {
 type merger struct {
 	latest   Result  // the latest result (by At, then arrival)
 	migrated *Result // the latest `migrated` result, if any
-	first    Result  // the earliest result (for From)
+	from     *int64  // the lowest version a result started from (the version before the run)
 	applied  map[int64]engine.Applied
 }
 
 func newMerger(r Result) *merger {
-	m := &merger{latest: r, first: r, applied: map[int64]engine.Applied{}}
+	m := &merger{latest: r, applied: map[int64]engine.Applied{}}
 	m.add(r)
 	return m
 }
@@ -109,8 +110,12 @@ func (e *merger) add(r Result) {
 		m := r
 		e.migrated = &m
 	}
-	if r.At.Before(e.first.At) {
-		e.first = r
+	// Not the earliest result's From: two workers of duplicate jobs stamp
+	// their results in either order, and the one that found the DB current
+	// (From = head) may stamp first. Versions only go up in a run.
+	if r.From != nil && (e.from == nil || *r.From < *e.from) {
+		v := *r.From
+		e.from = &v
 	}
 	for _, a := range r.Applied {
 		if _, ok := e.applied[a.Version]; !ok {
@@ -125,8 +130,8 @@ func (e *merger) merged() Result {
 		m = *e.migrated
 		m.To = e.latest.To
 	}
-	if e.first.From != nil {
-		m.From = e.first.From
+	if e.from != nil {
+		m.From = e.from
 	}
 	m.Applied = make([]engine.Applied, 0, len(e.applied))
 	for _, a := range e.applied {
