@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/shoal-dev/shoal/engine"
 	"github.com/shoal-dev/shoal/fleet"
 	"github.com/urfave/cli/v2"
 )
@@ -69,11 +70,15 @@ func actionError(err error) error {
 // cliAdvice is what the CLI adds to an error of a kind: the library's errors
 // speak of API options, the CLI names its flags and commands. An entry is
 // skipped when the message already mentions the flag or command it names.
+// The engine's errors still carry most of their CLI hints themselves; each
+// kind's advice moves here when the engine's hint is removed.
 var cliAdvice = []struct {
 	kind     error
 	mentions string
 	advice   string
-}{}
+}{
+	{engine.ErrLocked, "--busy-timeout", "retry later or raise --busy-timeout"},
+}
 
 // silentFailure is exit 1 when the command already printed what went wrong
 // (a fleet run whose report says which tenants failed).
