@@ -185,6 +185,18 @@ func TestRolePermissions(t *testing.T) {
 		if !errors.As(err, &pe) || pe.Subject != "$JS.API.STREAM.DELETE.SHOAL_JOBS" || pe.Op != "publish" {
 			t.Fatalf("producer deleting a stream: %v", err)
 		}
+		// A worker publishes and reads a run's halt (--max-failures): the
+		// reason of the halt is read back from the results stream.
+		if err := fleet.PublishHalt(ctx, wjs, fleet.DefaultNames(), fleet.Halt{RunID: "r0", Reason: "3 tenants failed"}); err != nil {
+			t.Fatalf("worker publishing a halt: %v", err)
+		}
+		rs, err := wjs.Stream(ctx, fleet.DefaultResultsStream)
+		if err != nil {
+			t.Fatalf("worker opening the results stream: %v", err)
+		}
+		if reason, _, err := fleet.HaltState(ctx, rs, fleet.DefaultNames(), "r0", 3); err != nil || reason != "3 tenants failed" {
+			t.Fatalf("worker reading the halt: %q, %v", reason, err)
+		}
 		// A worker may not publish a job.
 		dctx, stop = fleet.DeniedContext(ctx, wnc)
 		defer stop()
