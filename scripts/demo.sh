@@ -12,7 +12,7 @@ tenants=${SHOAL_DEMO_TENANTS:-200}
 fleet=${SHOAL_DEMO_DIR:-demo}
 
 echo "== building bin/shoal (static, CGO_ENABLED=0)"
-CGO_ENABLED=0 go build -trimpath -o bin/shoal ./cmd/shoal
+CGO_ENABLED=0 go build -trimpath -buildvcs=auto -o bin/shoal ./cmd/shoal   # auto: stamp the git revision (shoal --version) even where GOFLAGS says -buildvcs=false
 ls -l bin/shoal
 
 echo "== creating $tenants example tenants under $fleet/tenants"
