@@ -90,6 +90,30 @@ func enqueueAction(c *cli.Context) error {
 		fmt.Fprintln(c.App.Writer, runID)
 		return nil
 	}
+	got, err := awaitResult(c, env, runID, tenant, requested)
+	if err != nil {
+		return err
+	}
+	if c.Bool("json") {
+		printJSON(c, got)
+	} else {
+		rep := &fleet.Report{RunID: runID, Databases: []fleet.Result{*got}}
+		printResults(c.App.Writer, rep)
+	}
+	if !fleet.AtHead(got.Outcome) {
+		msg := got.Outcome
+		if got.Error != nil {
+			msg += ": " + *got.Error
+		}
+		return failure(nil, "%s: %s", tenant, msg)
+	}
+	return nil
+}
+
+// awaitResult follows the run's results until the one produced for this
+// request of tenant arrives (not an earlier one of the run), or --timeout.
+func awaitResult(c *cli.Context, env *fleetEnv, runID, tenant string, requested time.Time) (*fleet.Result, error) {
+	ctx, js, s := env.ctx, env.js, fleet.Settings{Names: env.names}
 	wctx, cancel := context.WithTimeout(ctx, c.Duration("timeout"))
 	defer cancel()
 	t := fleet.NewTracker(runID, requested)
@@ -111,21 +135,8 @@ func enqueueAction(c *cli.Context) error {
 	}()
 	<-done
 	if got == nil {
-		return failure(wctx.Err(), "no result for %s within %s (run %s): are workers of node %q running? `shoal results --run-id %s --follow` keeps watching",
+		return nil, failure(wctx.Err(), "no result for %s within %s (run %s): are workers of node %q running? `shoal results --run-id %s --follow` keeps watching",
 			tenant, c.Duration("timeout"), runID, c.String("node"), runID)
 	}
-	if c.Bool("json") {
-		printJSON(c, got)
-	} else {
-		rep := &fleet.Report{RunID: runID, Databases: []fleet.Result{*got}}
-		printResults(c.App.Writer, rep)
-	}
-	if !fleet.AtHead(got.Outcome) {
-		msg := got.Outcome
-		if got.Error != nil {
-			msg += ": " + *got.Error
-		}
-		return failure(nil, "%s: %s", tenant, msg)
-	}
-	return nil
+	return got, nil
 }

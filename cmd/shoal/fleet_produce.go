@@ -81,30 +81,41 @@ func produceAction(c *cli.Context) error {
 		return err
 	}
 	defer env.Close()
-	log, e, ctx, js := env.log, env.e, env.ctx, env.js
-	s := fleet.Settings{Names: env.names}
-	e.SetAtHeadCache(oneShotCache)
+	env.e.SetAtHeadCache(oneShotCache)
 	softMemoryLimit()
 	o := producer.Options{
 		Root: root, Pattern: c.String("pattern"), RunID: runID, Node: c.String("node"),
-		OnlyBehind: c.Bool("only-behind"), Adopt: c.Bool("adopt"), ReportAtHead: !c.Bool("visit-all"), Engine: e, Names: s.Names,
-		Window: c.Int("window"), Logger: log,
+		OnlyBehind: c.Bool("only-behind"), Adopt: c.Bool("adopt"), ReportAtHead: !c.Bool("visit-all"), Engine: env.e, Names: env.names,
+		Window: c.Int("window"), Logger: env.log,
 		Canary: canary, CanaryTenants: canaryTenants, MaxFailures: maxFailures,
 	}
 	fmt.Fprintf(c.App.ErrWriter, "run %s: publishing jobs for %s (%s)\n", runID, root, c.String("pattern"))
 	if !c.Bool("wait") {
-		st, err := producer.Produce(ctx, js, o)
-		if err != nil {
-			return produceFailure(runID, err)
-		}
-		printPublished(c, runID, st)
-		if err := checkEmpty(c, root, st); err != nil {
-			return err
-		}
-		fmt.Fprintln(c.App.Writer, runID)
-		return nil
+		return produceOnly(c, env, o, root)
 	}
+	return produceAndWait(c, env, o, root)
+}
 
+// produceOnly publishes the jobs of a run and prints its id (no --wait).
+func produceOnly(c *cli.Context, env *fleetEnv, o producer.Options, root string) error {
+	ctx, js, runID := env.ctx, env.js, o.RunID
+	st, err := producer.Produce(ctx, js, o)
+	if err != nil {
+		return produceFailure(runID, err)
+	}
+	printPublished(c, runID, st)
+	if err := checkEmpty(c, root, st); err != nil {
+		return err
+	}
+	fmt.Fprintln(c.App.Writer, runID)
+	return nil
+}
+
+// produceAndWait publishes the jobs of a run (the canary wave first, if
+// any), follows its results with a progress line, warns when no worker
+// pulls, and ends with the summary and --report (--wait).
+func produceAndWait(c *cli.Context, env *fleetEnv, o producer.Options, root string) error {
+	ctx, js, runID, s := env.ctx, env.js, o.RunID, fleet.Settings{Names: env.names}
 	t := fleet.NewTracker(runID, time.Now())
 	waitCtx := ctx
 	if d := c.Duration("timeout"); d > 0 {
