@@ -62,47 +62,7 @@ func fleetStatusAction(c *cli.Context) error {
 	if c.Bool("json") {
 		printJSON(c, st)
 	} else {
-		printf(c, "head %d, %d databases\n", st.Head, st.Total)
-		vs := make([]int64, 0, len(st.Versions))
-		for k := range st.Versions {
-			v, _ := strconv.ParseInt(k, 10, 64)
-			vs = append(vs, v)
-		}
-		sort.Slice(vs, func(i, j int) bool { return vs[i] < vs[j] })
-		for _, v := range vs {
-			mark := ""
-			switch {
-			case v == st.Head:
-				mark = " (head)"
-			case v < st.Head:
-				mark = " (behind)"
-			default:
-				mark = " (ahead)"
-			}
-			printf(c, "  version %d: %d%s\n", v, st.Versions[strconv.FormatInt(v, 10)], mark)
-		}
-		list := func(name string, l []string) {
-			if len(l) == 0 {
-				return
-			}
-			printf(c, "%s (%d):\n", name, len(l))
-			for i, t := range l {
-				if i == 50 {
-					printf(c, "  ... and %d more (use --json)\n", len(l)-50)
-					break
-				}
-				printf(c, "  %s\n", t)
-			}
-		}
-		list("behind", st.Behind)
-		list("ahead", st.Ahead)
-		list("unmanaged", st.Unmanaged)
-		list("corrupt", st.Corrupt)
-		list("unreadable", st.Errors)
-		list("drifted (schema differs from its version)", st.Drifted)
-		if b := st.Backups; b != nil {
-			printf(c, "backups in %s: %d files, %s (prune with `shoal backup prune --dir %s`)\n", b.Dir, b.Count, humanBytes(b.Bytes), b.Dir)
-		}
+		printFleetStatus(c, st)
 	}
 	if st.Total == 0 && !c.Bool("allow-empty") {
 		return emptyFleet(c, root)
@@ -126,4 +86,50 @@ func humanBytes(n int64) string {
 		exp++
 	}
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// printFleetStatus prints a fleet status for people: the count per version,
+// the DBs that are not at head (50 of each kind) and the backups' disk use.
+func printFleetStatus(c *cli.Context, st *tenants.FleetStatus) {
+	printf(c, "head %d, %d databases\n", st.Head, st.Total)
+	vs := make([]int64, 0, len(st.Versions))
+	for k := range st.Versions {
+		v, _ := strconv.ParseInt(k, 10, 64)
+		vs = append(vs, v)
+	}
+	sort.Slice(vs, func(i, j int) bool { return vs[i] < vs[j] })
+	for _, v := range vs {
+		mark := ""
+		switch {
+		case v == st.Head:
+			mark = " (head)"
+		case v < st.Head:
+			mark = " (behind)"
+		default:
+			mark = " (ahead)"
+		}
+		printf(c, "  version %d: %d%s\n", v, st.Versions[strconv.FormatInt(v, 10)], mark)
+	}
+	list := func(name string, l []string) {
+		if len(l) == 0 {
+			return
+		}
+		printf(c, "%s (%d):\n", name, len(l))
+		for i, t := range l {
+			if i == 50 {
+				printf(c, "  ... and %d more (use --json)\n", len(l)-50)
+				break
+			}
+			printf(c, "  %s\n", t)
+		}
+	}
+	list("behind", st.Behind)
+	list("ahead", st.Ahead)
+	list("unmanaged", st.Unmanaged)
+	list("corrupt", st.Corrupt)
+	list("unreadable", st.Errors)
+	list("drifted (schema differs from its version)", st.Drifted)
+	if b := st.Backups; b != nil {
+		printf(c, "backups in %s: %d files, %s (prune with `shoal backup prune --dir %s`)\n", b.Dir, b.Count, humanBytes(b.Bytes), b.Dir)
+	}
 }
