@@ -75,25 +75,7 @@ const runDuplicates = 30 * time.Second
 // (one final result per DB). The error is about the run itself (NATS, the
 // walk); DBs that did not reach head are in the report.
 func Run(ctx context.Context, o Options) (*fleet.Report, error) {
-	if o.Workers <= 0 {
-		o.Workers = 4
-	}
-	if o.RunID == "" {
-		o.RunID = fleet.NewRunID(time.Now())
-	}
-	if o.Backoff <= 0 {
-		o.Backoff = time.Second
-	}
-	if o.Settings.Duplicates <= 0 {
-		o.Settings.Duplicates = runDuplicates
-	}
-	if o.Settings.ResultsDuplicates <= 0 {
-		o.Settings.ResultsDuplicates = runDuplicates
-	}
-	log := o.Logger
-	if log == nil {
-		log = zap.NewNop()
-	}
+	log := o.withDefaults()
 	srv := o.Server
 	if srv == nil {
 		var err error
@@ -121,39 +103,11 @@ func Run(ctx context.Context, o Options) (*fleet.Report, error) {
 
 	start := time.Now()
 	t := fleet.NewTracker(o.RunID, start)
-	// One worker migrating o.Workers DBs at once: one connection, one
-	// pull loop, one reaper (the worker's Concurrency is the parallelism).
-	wnc, err := connect("shoal run worker")
+	stop, err := startWorker(ctx, connect, o, log)
 	if err != nil {
 		return nil, err
 	}
-	defer wnc.Close()
-	wjs, err := fleet.Check(ctx, wnc)
-	if err != nil {
-		return nil, err
-	}
-	w, err := worker.New(wnc, wjs, worker.Options{
-		Engine: o.Engine, Root: o.Root, Concurrency: o.Workers, Name: "run-worker", Settings: o.Settings,
-		Backoff: o.Backoff, Backup: o.Backup, NoBackup: o.NoBackup, Verify: o.Verify, Logger: log, PollWait: 250 * time.Millisecond,
-	})
-	if err != nil {
-		return nil, err
-	}
-	if err := w.Provision(ctx); err != nil {
-		return nil, err
-	}
-	wctx, stopWorker := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopWorker()
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		_ = w.Run(wctx)
-	}()
-	stop := func() {
-		stopWorker()
-		wg.Wait()
-	}
+	defer stop()
 
 	every := o.ProgressEvery
 	if every <= 0 {
@@ -194,4 +148,71 @@ func Run(ctx context.Context, o Options) (*fleet.Report, error) {
 		return rep, err
 	}
 	return rep, nil
+}
+
+// withDefaults fills in the defaults of a local run and returns its logger.
+func (o *Options) withDefaults() *zap.Logger {
+	if o.Workers <= 0 {
+		o.Workers = 4
+	}
+	if o.RunID == "" {
+		o.RunID = fleet.NewRunID(time.Now())
+	}
+	if o.Backoff <= 0 {
+		o.Backoff = time.Second
+	}
+	if o.Settings.Duplicates <= 0 {
+		o.Settings.Duplicates = runDuplicates
+	}
+	if o.Settings.ResultsDuplicates <= 0 {
+		o.Settings.ResultsDuplicates = runDuplicates
+	}
+	if o.Logger == nil {
+		return zap.NewNop()
+	}
+	return o.Logger
+}
+
+// startWorker starts the run's one worker, migrating o.Workers DBs at once:
+// one connection, one pull loop, one reaper (the worker's Concurrency is
+// the parallelism). stop ends it, waits for it and closes its connection;
+// it may be called more than once.
+func startWorker(ctx context.Context, connect func(name string) (*nats.Conn, error), o Options, log *zap.Logger) (stop func(), err error) {
+	wnc, err := connect("shoal run worker")
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			wnc.Close()
+		}
+	}()
+	wjs, err := fleet.Check(ctx, wnc)
+	if err != nil {
+		return nil, err
+	}
+	w, err := worker.New(wnc, wjs, worker.Options{
+		Engine: o.Engine, Root: o.Root, Concurrency: o.Workers, Name: "run-worker", Settings: o.Settings,
+		Backoff: o.Backoff, Backup: o.Backup, NoBackup: o.NoBackup, Verify: o.Verify, Logger: log, PollWait: 250 * time.Millisecond,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := w.Provision(ctx); err != nil {
+		return nil, err
+	}
+	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = w.Run(wctx)
+	}()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			cancel()
+			<-done
+			wnc.Close()
+		})
+	}, nil
 }
