@@ -55,6 +55,8 @@ type Engine struct {
 	cache map[string]fingerprint // path -> fingerprint when verified at head
 	// cacheMax bounds cache (0: DefaultAtHeadCache, negative: no cache).
 	cacheMax int
+
+	schemas versionSchemas // canonical schema per version (SchemaAt)
 }
 
 // MigrateOptions tune one run.

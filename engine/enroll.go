@@ -149,7 +149,7 @@ func (e *Engine) EnrollWith(ctx context.Context, path string, o EnrollOptions) (
 	}
 	var firstDiff []SchemaDiff
 	for _, v := range candidates {
-		want, err := e.schemaOfVersion(ctx, v)
+		want, err := e.SchemaAt(ctx, v)
 		if err != nil {
 			return nil, err
 		}

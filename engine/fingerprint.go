@@ -156,3 +156,8 @@ func (e *Engine) forget(path string) {
 	delete(e.cache, path)
 	e.mu.Unlock()
 }
+
+// Forget drops path from the handle's cache of DBs verified at head, for a
+// caller that removes or rewrites a file it migrated through this handle
+// (the next Migrate then checks it again).
+func (e *Engine) Forget(path string) { e.forget(path) }

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/shoal-dev/shoal/internal/sqltext"
 )
 
 // A .sql migration is either one up section (the whole file) or
@@ -133,7 +135,7 @@ var txControl = map[string]bool{"BEGIN": true, "COMMIT": true, "END": true, "ROL
 // CREATE.
 func firstWord(sql string) string {
 	i := 0
-	for i < len(sql) && sqlIDChar(sql[i]) {
+	for i < len(sql) && sqltext.IDChar(sql[i]) {
 		i++
 	}
 	return strings.ToUpper(sql[:i])
@@ -174,24 +176,24 @@ func checkTxControl(dirName string, m *Migration) error {
 // a down section into part of the up section.
 func findSectionMarkers(text string) ([]sectionMarker, error) {
 	var out []sectionMarker
-	l := sqlLexer{src: text, line: 1}
+	l := sqltext.NewLexer(text, 1)
 	for {
-		tok, ok, err := l.next()
+		tok, ok, err := l.Next()
 		if err != nil {
 			return nil, err
 		}
 		if !ok {
 			return out, nil
 		}
-		if !tok.comment || !strings.HasPrefix(text[tok.start:tok.end], "--") || !startsLine(text, tok.start) {
+		if !tok.Comment || !strings.HasPrefix(text[tok.Start:tok.End], "--") || !startsLine(text, tok.Start) {
 			continue
 		}
-		mk, isMarker, err := parseMarker(text[tok.start:tok.end], tok.line)
+		mk, isMarker, err := parseMarker(text[tok.Start:tok.End], tok.Line)
 		if err != nil {
 			return nil, err
 		}
 		if isMarker {
-			mk.start, mk.end = tok.start, tok.end
+			mk.start, mk.end = tok.Start, tok.End
 			out = append(out, mk)
 		}
 	}

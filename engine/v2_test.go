@@ -75,17 +75,6 @@ CREATE TEMP TRIGGER IF NOT EXISTS t2 AFTER INSERT ON a BEGIN SELECT 1; END;`,
 	}
 }
 
-// shoal check reports it, naming file and line.
-func TestCheckReportsTxControl(t *testing.T) {
-	rep, err := Check(ctx(t), CheckOptions{Options: Options{Dir: dir(map[string]string{"0001_a.sql": "CREATE TABLE a (x);\nCOMMIT;"}), DirName: "migs"}, NoRoundTrip: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if rep.OK || len(rep.Problems) != 1 || rep.Problems[0].File != "0001_a.sql" || rep.Problems[0].Line != 2 || !strings.Contains(rep.Problems[0].Message, "COMMIT") {
-		t.Fatalf("%+v", rep)
-	}
-}
-
 // Defence in depth: a migration that ends the run's transaction at run time
 // (here a Go migration, which no loader reads) fails its segment cleanly,
 // and nothing of the segment is committed.
@@ -247,11 +236,7 @@ func TestUnversionedFileRefused(t *testing.T) {
 	if _, err := New(Options{Dir: fsys, DirName: "migs"}); err != nil {
 		t.Fatal(err)
 	}
-	// check fails, naming it.
-	rep, err := Check(ctx(t), CheckOptions{Options: Options{Dir: dir(files), DirName: "migs"}, NoRoundTrip: true})
-	if err != nil || rep.OK || len(rep.Problems) == 0 || !strings.Contains(rep.Problems[0].File, "add_notes.sql") {
-		t.Fatalf("check: %+v %v", rep, err)
-	}
+	// check fails, naming it: schema.TestCheckNamesUnversionedFile.
 }
 
 func TestDuplicateVersionMessages(t *testing.T) {

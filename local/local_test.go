@@ -14,6 +14,7 @@ import (
 	"github.com/shoal-dev/shoal/fleet"
 	"github.com/shoal-dev/shoal/fleet/fleettest"
 	"github.com/shoal-dev/shoal/migrations"
+	"github.com/shoal-dev/shoal/schema"
 	"github.com/shoal-dev/shoal/tenants"
 )
 
@@ -134,7 +135,7 @@ func TestRunVerifyReportsDrift(t *testing.T) {
 	dbs := fleettest.Fleet(t, e, root, 4, func(i int) int64 { return e.Head() })
 	p := filepath.Join(root, dbs[2])
 	fleettest.Exec(t, p, "CREATE INDEX hand_made ON users(name)")
-	rep, err := Run(context.Background(), Options{Engine: e, Root: root, Pattern: "*/app.db", Workers: 2, NoBackup: true, Verify: true})
+	rep, err := Run(context.Background(), Options{Engine: schema.Verifier{Engine: e}, Root: root, Pattern: "*/app.db", Workers: 2, NoBackup: true, Verify: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,7 +146,7 @@ func TestRunVerifyReportsDrift(t *testing.T) {
 	if len(f) != 1 || f[0].Path != p || f[0].Error == nil || !strings.Contains(*f[0].Error, "extra index hand_made") {
 		t.Fatalf("failed %+v", f)
 	}
-	st, err := tenants.Status(context.Background(), e, root, "*/app.db", 2, true)
+	st, err := tenants.Status(context.Background(), schema.Verifier{Engine: e}, root, "*/app.db", 2, true)
 	if err != nil {
 		t.Fatal(err)
 	}

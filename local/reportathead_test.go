@@ -9,6 +9,7 @@ import (
 	"github.com/shoal-dev/shoal/fleet"
 	"github.com/shoal-dev/shoal/fleet/embedded"
 	"github.com/shoal-dev/shoal/fleet/fleettest"
+	"github.com/shoal-dev/shoal/schema"
 )
 
 // TestRunReportAtHeadAndVerify: `shoal run` reports DBs at head current
@@ -29,7 +30,7 @@ func TestRunReportAtHeadAndVerify(t *testing.T) {
 			t.Fatalf("result %+v: want the producer's", r)
 		}
 	}
-	rep, err = Run(context.Background(), Options{Engine: e, Root: root, Pattern: "*/app.db", Workers: 1, NoBackup: true, ReportAtHead: true, Verify: true})
+	rep, err = Run(context.Background(), Options{Engine: schema.Verifier{Engine: e}, Root: root, Pattern: "*/app.db", Workers: 1, NoBackup: true, ReportAtHead: true, Verify: true})
 	if err != nil || rep.Summary.Counts["drifted"] != 1 || rep.Summary.Counts["current"] != 3 {
 		t.Fatalf("--verify: %+v %v", rep.Summary, err)
 	}

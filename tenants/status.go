@@ -38,7 +38,7 @@ type FleetStatus struct {
 	Backups *BackupUsage `json:"backups,omitempty"`
 }
 
-// DriftChecker compares a DB's schema with its version's (engine.Engine.Drift).
+// DriftChecker compares a DB's schema with its version's (schema.Verifier wraps an engine with it).
 type DriftChecker interface {
 	Drift(ctx context.Context, path string) ([]engine.SchemaDiff, error)
 }

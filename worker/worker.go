@@ -22,7 +22,7 @@ import (
 	"go.uber.org/zap"
 )
 
-// Verifier checks a DB's schema against its version (engine.Engine.Drift).
+// Verifier checks a DB's schema against its version (schema.Verifier wraps an engine with it).
 type Verifier interface {
 	Drift(ctx context.Context, path string) ([]engine.SchemaDiff, error)
 }

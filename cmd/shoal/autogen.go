@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/shoal-dev/shoal/engine"
+	"github.com/shoal-dev/shoal/schema"
 	"github.com/urfave/cli/v2"
 )
 
@@ -40,14 +41,14 @@ func autogenAction(c *cli.Context) error {
 	if name == "" {
 		return usageError("NAME %q has no letters or digits", c.Args().First())
 	}
-	var renames []engine.Rename
+	var renames []schema.Rename
 	for _, r := range c.StringSlice("rename") {
 		tc, to, ok := strings.Cut(r, ":")
 		t, from, ok2 := strings.Cut(tc, ".")
 		if !ok || !ok2 || t == "" || from == "" || to == "" {
 			return usageError("--rename %q: want TABLE.OLD:NEW, e.g. users.mail:email", r)
 		}
-		renames = append(renames, engine.Rename{Table: t, From: from, To: to})
+		renames = append(renames, schema.Rename{Table: t, From: from, To: to})
 	}
 	_, dir, embedded, err := onDisk(c)
 	if err != nil {
@@ -71,7 +72,7 @@ func autogenAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	g, err := e.Autogen(c.Context, string(desired), engine.AutogenOptions{Renames: renames})
+	g, err := schema.Autogen(c.Context, e, string(desired), schema.AutogenOptions{Renames: renames})
 	if err != nil {
 		return err
 	}
@@ -88,7 +89,7 @@ func autogenAction(c *cli.Context) error {
 	if err := createNew(file, body); err != nil {
 		return err
 	}
-	if _, err := engine.WriteSum(dir); err != nil {
+	if _, err := schema.WriteSum(dir); err != nil {
 		return failure(err, "%s written, but cannot write %s: %v (run `shoal hash`)", file, engine.SumFile, err)
 	}
 	printf(c, "%s\n", file)

@@ -1,7 +1,7 @@
 package main
 
 import (
-	"github.com/shoal-dev/shoal/engine"
+	"github.com/shoal-dev/shoal/schema"
 	"github.com/urfave/cli/v2"
 )
 
@@ -11,7 +11,7 @@ import (
 func writeSumWithBaseline(c *cli.Context, dir string) (bool, error) {
 	at := c.Int64("baseline-at")
 	if !c.Bool("baseline") && at == 0 {
-		return engine.WriteSum(dir)
+		return schema.WriteSum(dir)
 	}
 	if at == 0 {
 		e, err := openEngine(c)
@@ -20,5 +20,5 @@ func writeSumWithBaseline(c *cli.Context, dir string) (bool, error) {
 		}
 		at = e.Head()
 	}
-	return engine.WriteSumBaseline(dir, at)
+	return schema.WriteSumBaseline(dir, at)
 }

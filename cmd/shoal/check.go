@@ -7,6 +7,7 @@ import (
 	"os"
 
 	"github.com/shoal-dev/shoal/engine"
+	"github.com/shoal-dev/shoal/schema"
 	"github.com/urfave/cli/v2"
 )
 
@@ -44,7 +45,7 @@ func checkAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	o := engine.CheckOptions{Options: engine.Options{Dir: fsys, DirName: dir, Layout: c.String("layout")}, Strict: c.Bool("strict"), NoRoundTrip: c.Bool("no-roundtrip"), Since: c.Int64("since")}
+	o := schema.CheckOptions{Options: engine.Options{Dir: fsys, DirName: dir, Layout: c.String("layout")}, Strict: c.Bool("strict"), NoRoundTrip: c.Bool("no-roundtrip"), Since: c.Int64("since")}
 	if !embedded {
 		sp := schemaPath(dir)
 		data, err := os.ReadFile(sp)
@@ -55,7 +56,7 @@ func checkAction(c *cli.Context) error {
 			return failure(err, "cannot read %s: %v", sp, err)
 		}
 	}
-	rep, err := engine.Check(c.Context, o)
+	rep, err := schema.Check(c.Context, o)
 	if err != nil {
 		return failure(err, "check could not run: %v", err)
 	}
@@ -76,7 +77,7 @@ func checkAction(c *cli.Context) error {
 		first = ": " + where(p.File, p.Line) + p.Message
 	} else {
 		for _, f := range rep.Lint {
-			if !f.History && (f.Severity == engine.SeverityError || c.Bool("strict")) {
+			if !f.History && (f.Severity == schema.SeverityError || c.Bool("strict")) {
 				first = ": " + where(f.File, f.Line) + f.Code + " " + f.Message
 				break
 			}
@@ -95,12 +96,12 @@ func where(file string, line int) string {
 	return file + ": "
 }
 
-func lintCounts(ls []engine.LintFinding) (errs, warns int) {
+func lintCounts(ls []schema.LintFinding) (errs, warns int) {
 	for _, f := range ls {
 		if f.History {
 			continue
 		}
-		if f.Severity == engine.SeverityError {
+		if f.Severity == schema.SeverityError {
 			errs++
 		} else {
 			warns++
@@ -109,13 +110,13 @@ func lintCounts(ls []engine.LintFinding) (errs, warns int) {
 	return errs, warns
 }
 
-func printCheck(c *cli.Context, dir string, rep *engine.CheckReport) {
+func printCheck(c *cli.Context, dir string, rep *schema.CheckReport) {
 	if rep.Layout != "" {
 		printf(c, "%s: %s layout, %d migrations, head %d\n", dir, rep.Layout, rep.Migrations, rep.Head)
 	}
 	for _, p := range rep.Problems {
 		printf(c, "problem (%s): %s%s\n", p.Kind, where(p.File, p.Line), p.Message)
-		if p.Kind == engine.ProblemSchema {
+		if p.Kind == schema.ProblemSchema {
 			printDiffs(c, p.Diffs, "migrations", "schema.sql")
 		} else {
 			printDiffs(c, p.Diffs, "expected", "got")

@@ -4,6 +4,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/shoal-dev/shoal/schema"
 	"github.com/urfave/cli/v2"
 )
 
@@ -25,7 +26,7 @@ func diffAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	diffs, err := e.Drift(c.Context, path)
+	diffs, err := schema.Drift(c.Context, e, path)
 	if err != nil {
 		return err
 	}

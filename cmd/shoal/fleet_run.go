@@ -6,6 +6,7 @@ import (
 
 	"github.com/shoal-dev/shoal/fleet"
 	"github.com/shoal-dev/shoal/local"
+	"github.com/shoal-dev/shoal/schema"
 	"github.com/urfave/cli/v2"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -81,7 +82,7 @@ func runAction(c *cli.Context) error {
 	}
 	fmt.Fprintf(c.App.ErrWriter, "run %s: migrating %s (%s) to version %d with %d workers\n", runID, root, c.String("pattern"), e.Head(), c.Int("workers"))
 	rep, err := local.Run(ctx, local.Options{
-		Engine: e, Root: root, Pattern: c.String("pattern"), RunID: runID, Workers: c.Int("workers"),
+		Engine: schema.Verifier{Engine: e}, Root: root, Pattern: c.String("pattern"), RunID: runID, Workers: c.Int("workers"),
 		Settings: settings(c), Backup: backupOptions(c), NoBackup: c.Bool("no-backup"), Verify: c.Bool("verify"), Adopt: c.Bool("adopt"), Backoff: c.Duration("backoff"),
 		ReportAtHead: !c.Bool("visit-all"), StreamReport: true,
 		Canary: canary, CanaryTenants: canaryTenants, MaxFailures: maxFailures,

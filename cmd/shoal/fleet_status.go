@@ -6,6 +6,7 @@ import (
 	"strconv"
 
 	"github.com/shoal-dev/shoal/engine"
+	"github.com/shoal-dev/shoal/schema"
 	"github.com/shoal-dev/shoal/tenants"
 	"github.com/urfave/cli/v2"
 )
@@ -48,7 +49,7 @@ func fleetStatusAction(c *cli.Context) error {
 	defer env.Close()
 	e, ctx := env.e, env.ctx
 	e.SetAtHeadCache(-1) // one pass: no path is read twice
-	st, err := tenants.Status(ctx, e, root, c.String("pattern"), c.Int("concurrency"), c.Bool("verify"))
+	st, err := tenants.Status(ctx, schema.Verifier{Engine: e}, root, c.String("pattern"), c.Int("concurrency"), c.Bool("verify"))
 	if err != nil {
 		return err
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/shoal-dev/shoal/engine"
 	"github.com/shoal-dev/shoal/fleet"
+	"github.com/shoal-dev/shoal/schema"
 	"github.com/shoal-dev/shoal/worker"
 	"github.com/urfave/cli/v2"
 	"go.uber.org/zap"
@@ -100,7 +101,7 @@ func workAction(c *cli.Context) error {
 	defer env.Close()
 	log, e, ctx, nc, js := env.log, env.e, env.ctx, env.nc, env.js
 	w, err := worker.New(nc, js, worker.Options{
-		Engine: e, Root: root, Node: c.String("node"), Concurrency: c.Int("concurrency"), Name: c.String("name"),
+		Engine: schema.Verifier{Engine: e}, Root: root, Node: c.String("node"), Concurrency: c.Int("concurrency"), Name: c.String("name"),
 		Settings: settings(c), Backoff: c.Duration("backoff"), Backup: backupOptions(c), NoBackup: c.Bool("no-backup"), Verify: c.Bool("verify"),
 		ShutdownTimeout: c.Duration("shutdown-timeout"), Logger: log,
 	})

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/shoal-dev/shoal/engine"
+	"github.com/shoal-dev/shoal/schema"
 	"github.com/urfave/cli/v2"
 )
 
@@ -131,7 +132,7 @@ func newAction(c *cli.Context) error {
 	printf(c, "%s\n", file)
 	// The sum file records the new migration, so that a branch adding
 	// another one with this version conflicts in git.
-	if _, err := engine.WriteSum(dir); err != nil {
+	if _, err := schema.WriteSum(dir); err != nil {
 		return failure(err, "%s created, but cannot write %s: %v (run `shoal hash`)", file, engine.SumFile, err)
 	}
 	return nil

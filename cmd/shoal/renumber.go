@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/shoal-dev/shoal/engine"
+	"github.com/shoal-dev/shoal/schema"
 	"github.com/urfave/cli/v2"
 )
 
@@ -35,19 +36,19 @@ func renumberAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	files, err := engine.ListMigrationFiles(fsys)
+	files, err := schema.ListMigrationFiles(fsys)
 	if err != nil {
 		return failure(err, "migrations directory %s: %v", dir, err)
 	}
-	byFile := map[string]engine.MigrationFile{}
-	groups := map[int64][]engine.MigrationFile{}
+	byFile := map[string]schema.MigrationFile{}
+	groups := map[int64][]schema.MigrationFile{}
 	var maxV int64
 	for _, f := range files {
 		byFile[f.File] = f
 		groups[f.Name.Version] = append(groups[f.Name.Version], f)
 		maxV = max(maxV, f.Name.Version)
 	}
-	var move []engine.MigrationFile
+	var move []schema.MigrationFile
 	if c.NArg() > 0 {
 		for _, a := range c.Args().Slice() {
 			f, ok := byFile[filepath.Base(a)]
@@ -58,7 +59,7 @@ func renumberAction(c *cli.Context) error {
 		}
 	} else {
 		sumData, _ := os.ReadFile(filepath.Join(dir, engine.SumFile))
-		ours := engine.SumSides(sumData)
+		ours := schema.SumSides(sumData)
 		versions := make([]int64, 0, len(groups))
 		for v, g := range groups {
 			if len(g) > 1 {
@@ -87,7 +88,7 @@ func renumberAction(c *cli.Context) error {
 		}
 		printf(c, "%s -> %s\n", filepath.Join(dir, f.File), filepath.Join(dir, to))
 	}
-	if _, err := engine.WriteSum(dir); err != nil {
+	if _, err := schema.WriteSum(dir); err != nil {
 		return failure(err, "renamed, but cannot write %s: %v (run `shoal hash`)", engine.SumFile, err)
 	}
 	printf(c, "%s: rewritten; run `shoal check`, and recreate any dev DB that had a moved migration applied\n", filepath.Join(dir, engine.SumFile))
@@ -95,8 +96,8 @@ func renumberAction(c *cli.Context) error {
 }
 
 // newerOf picks the files of one version to move, keeping the oldest.
-func newerOf(dir string, group []engine.MigrationFile, ours map[string]bool) []engine.MigrationFile {
-	var kept, others []engine.MigrationFile
+func newerOf(dir string, group []schema.MigrationFile, ours map[string]bool) []schema.MigrationFile {
+	var kept, others []schema.MigrationFile
 	for _, f := range group {
 		if ours[f.File] {
 			kept = append(kept, f)
@@ -110,7 +111,7 @@ func newerOf(dir string, group []engine.MigrationFile, ours map[string]bool) []e
 	// Order by age: git's time of the commit that added the file
 	// (uncommitted: newest), then modification time, then name.
 	type aged struct {
-		f          engine.MigrationFile
+		f          schema.MigrationFile
 		added, mod int64
 	}
 	as := make([]aged, len(group))
@@ -129,7 +130,7 @@ func newerOf(dir string, group []engine.MigrationFile, ours map[string]bool) []e
 		}
 		return as[i].f.File < as[j].f.File
 	})
-	out := make([]engine.MigrationFile, 0, len(as)-1)
+	out := make([]schema.MigrationFile, 0, len(as)-1)
 	for _, a := range as[1:] {
 		out = append(out, a.f)
 	}

@@ -1,12 +1,15 @@
-package engine
+package schema
 
 import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"testing/fstest"
+
+	"github.com/shoal-dev/shoal/engine"
 )
 
 func TestSumFormatParseVerify(t *testing.T) {
@@ -17,7 +20,7 @@ func TestSumFormatParseVerify(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(entries) != 2 || entries[0].File != "0001_a.sql" || entries[0].Checksum != Checksum([]byte("CREATE TABLE a (x);")) {
+	if len(entries) != 2 || entries[0].File != "0001_a.sql" || entries[0].Checksum != engine.Checksum([]byte("CREATE TABLE a (x);")) {
 		t.Fatalf("%+v", entries)
 	}
 	data := FormatSum(entries)
@@ -25,7 +28,7 @@ func TestSumFormatParseVerify(t *testing.T) {
 	if err != nil || len(back) != 2 || back[1] != entries[1] || total != sumTotal(entries) {
 		t.Fatalf("%v %+v %s", err, back, total)
 	}
-	fsys[SumFile] = &fstest.MapFile{Data: data}
+	fsys[engine.SumFile] = &fstest.MapFile{Data: data}
 	if p, err := VerifySum(fsys); err != nil || len(p) != 0 {
 		t.Fatalf("%v %v", p, err)
 	}
@@ -43,12 +46,12 @@ func TestSumFormatParseVerify(t *testing.T) {
 		{"new file", func(m fstest.MapFS) { m["0003_c.sql"] = &fstest.MapFile{Data: []byte("x")} }, "0003_c.sql is not in shoal.sum"},
 		{"gone file", func(m fstest.MapFS) { delete(m, "0002_b.sh") }, "lists 0002_b.sh"},
 		{"total", func(m fstest.MapFS) {
-			m[SumFile] = &fstest.MapFile{Data: []byte(strings.Replace(string(data), "total ", "total 0", 1))}
+			m[engine.SumFile] = &fstest.MapFile{Data: []byte(strings.Replace(string(data), "total ", "total 0", 1))}
 		}, "total line"},
 		{"conflict", func(m fstest.MapFS) {
-			m[SumFile] = &fstest.MapFile{Data: []byte("<<<<<<< HEAD\n0003_a.sql x\n=======\n0003_b.sql y\n>>>>>>> b\n")}
+			m[engine.SumFile] = &fstest.MapFile{Data: []byte("<<<<<<< HEAD\n0003_a.sql x\n=======\n0003_b.sql y\n>>>>>>> b\n")}
 		}, "merge conflict"},
-		{"garbage", func(m fstest.MapFS) { m[SumFile] = &fstest.MapFile{Data: []byte("hello\n")} }, "line 1"},
+		{"garbage", func(m fstest.MapFS) { m[engine.SumFile] = &fstest.MapFile{Data: []byte("hello\n")} }, "line 1"},
 	}
 	for _, tc := range cases {
 		m := fstest.MapFS{}
@@ -61,7 +64,7 @@ func TestSumFormatParseVerify(t *testing.T) {
 			t.Errorf("%s: %v %v", tc.name, p, err)
 		}
 	}
-	delete(fsys, SumFile)
+	delete(fsys, engine.SumFile)
 	if p, err := VerifySum(fsys); p != nil || err != nil {
 		t.Fatal("no sum file, no problems")
 	}
@@ -108,11 +111,28 @@ func TestSumFileNameWithSpace(t *testing.T) {
 		t.Fatalf("%v %+v", err, entries)
 	}
 	data := FormatSum(entries)
-	fsys[SumFile] = &fstest.MapFile{Data: data}
+	fsys[engine.SumFile] = &fstest.MapFile{Data: data}
 	if p, err := VerifySum(fsys); err != nil || len(p) != 0 {
 		t.Fatalf("%v %v", p, err)
 	}
 	if ours := SumSides(data); !ours["0001_add users.sql"] || !ours["0002_b.sql"] || len(ours) != 2 {
 		t.Fatalf("%v", ours)
+	}
+}
+
+// The sum file of a foreign layout lists every file of every migration,
+// down parts and side files included, so an edited down part shows.
+func TestLayoutSumFile(t *testing.T) {
+	entries, err := ComputeSum(os.DirFS(filepath.Join("..", "engine", "testdata", "layouts", "diesel")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var files []string
+	for _, e := range entries {
+		files = append(files, e.File)
+	}
+	want := []string{"00000000000000_diesel_initial_setup/up.sql", "00000000000000_diesel_initial_setup/down.sql", "2024-01-15-100000_create_users/up.sql", "2024-01-15-100000_create_users/down.sql"}
+	if len(files) != 11 || !reflect.DeepEqual(files[:4], want) {
+		t.Fatalf("%v", files)
 	}
 }

@@ -1,10 +1,12 @@
-package engine
+package schema
 
 import (
 	"context"
 	"database/sql"
 	"fmt"
 	"strings"
+
+	"github.com/shoal-dev/shoal/engine"
 )
 
 // RebuildTable changes a table in a way ALTER TABLE cannot, with the
@@ -45,7 +47,7 @@ type rebuildOptions struct {
 	// old schema; otherwise indexes are created from indexes, and triggers
 	// are left to the caller.
 	recreateOwn bool
-	indexes     []SchemaObject
+	indexes     []engine.SchemaObject
 	// dependents drops and recreates the views and other tables' triggers
 	// that mention the table; otherwise the caller does.
 	dependents bool
@@ -265,7 +267,7 @@ func quoteString(s string) string { return "'" + strings.ReplaceAll(s, "'", "''"
 
 // firstWords is the start of a statement for messages.
 func firstWords(s string) string {
-	s = NormalizeSQL(s)
+	s = engine.NormalizeSQL(s)
 	if len(s) > 60 {
 		s = s[:60] + "..."
 	}

@@ -1,4 +1,4 @@
-package engine
+package schema
 
 import (
 	"context"
@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/shoal-dev/shoal/engine"
 )
 
 // Figures for docs/schema.md; run with SHOAL_FIGURES=1:
@@ -43,20 +45,20 @@ INSERT INTO ch SELECT i, i * 5 FROM n;`
 	}
 	seed := filepath.Join(t.TempDir(), "seed.db")
 	e0 := newEngine(t, map[string]string{"0001_base.sql": base})
-	if _, err := e0.Migrate(ctx(t), seed, MigrateOptions{}); err != nil {
+	if _, err := e0.Migrate(ctx(t), seed, engine.MigrateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	run := func(name string, up GoFunc) time.Duration {
+	run := func(name string, up engine.GoFunc) time.Duration {
 		var best time.Duration
 		for i := range 3 {
 			db := filepath.Join(t.TempDir(), fmt.Sprintf("%s%d.db", name, i))
 			copyFile(t, seed, db)
-			e, err := New(Options{Dir: dir(map[string]string{"0001_base.sql": base}), Go: []GoMigration{{Version: 2, Name: name, Up: up}}})
+			e, err := engine.New(engine.Options{Dir: dir(map[string]string{"0001_base.sql": base}), Go: []engine.GoMigration{{Version: 2, Name: name, Up: up}}})
 			if err != nil {
 				t.Fatal(err)
 			}
 			start := time.Now()
-			if _, err := e.Migrate(ctx(t), db, MigrateOptions{}); err != nil {
+			if _, err := e.Migrate(ctx(t), db, engine.MigrateOptions{}); err != nil {
 				t.Fatal(err)
 			}
 			if d := time.Since(start); best == 0 || d < best {
@@ -106,7 +108,7 @@ func TestFigureCheck200(t *testing.T) {
 	}
 	for _, rt := range []bool{false, true} {
 		start := time.Now()
-		rep, err := Check(ctx(t), CheckOptions{Options: Options{Dir: dir(files)}, NoRoundTrip: !rt})
+		rep, err := Check(ctx(t), CheckOptions{Options: engine.Options{Dir: dir(files)}, NoRoundTrip: !rt})
 		if err != nil || !rep.OK {
 			t.Fatalf("%v %+v", err, rep)
 		}

@@ -1,4 +1,4 @@
-package engine
+package schema
 
 import (
 	"bufio"
@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/shoal-dev/shoal/engine"
 )
 
 // A lint baseline: migrations at or before it are history (applied
@@ -27,7 +29,7 @@ func SumBaseline(data []byte) (v int64, ok bool, err error) {
 		if len(f) == 2 && f[0] == sumBaselineKey {
 			v, err := strconv.ParseInt(f[1], 10, 64)
 			if err != nil || v < 0 {
-				return 0, false, fmt.Errorf("%s: %q: the baseline must be a version number: run `shoal hash --baseline VERSION`", SumFile, sc.Text())
+				return 0, false, fmt.Errorf("%s: %q: the baseline must be a version number: run `shoal hash --baseline VERSION`", engine.SumFile, sc.Text())
 			}
 			return v, true, nil
 		}
@@ -60,7 +62,7 @@ func WriteSumBaseline(dir string, v int64) (bool, error) {
 
 // markHistory flags the lint findings of migrations at or before baseline
 // as history.
-func markHistory(findings []LintFinding, ms []Migration, baseline int64) {
+func markHistory(findings []LintFinding, ms []engine.Migration, baseline int64) {
 	if baseline <= 0 {
 		return
 	}

@@ -1,10 +1,12 @@
-package engine
+package schema
 
 import (
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/shoal-dev/shoal/engine"
 )
 
 // Old migrations that break lint rules (as real sets do: IF NOT EXISTS,
@@ -19,7 +21,7 @@ func TestCheckSinceBaseline(t *testing.T) {
 	}
 	check := func(files map[string]string, since int64) *CheckReport {
 		t.Helper()
-		rep, err := Check(ctx(t), CheckOptions{Options: Options{Dir: dir(files), DirName: "m"}, Since: since, NoRoundTrip: true})
+		rep, err := Check(ctx(t), CheckOptions{Options: engine.Options{Dir: dir(files), DirName: "m"}, Since: since, NoRoundTrip: true})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -70,11 +72,11 @@ func TestSumFileBaseline(t *testing.T) {
 	if _, err := WriteSumBaseline(d, 1); err != nil {
 		t.Fatal(err)
 	}
-	data := fileBytes(t, filepath.Join(d, SumFile))
+	data := fileBytes(t, filepath.Join(d, engine.SumFile))
 	if v, ok, err := SumBaseline(data); err != nil || !ok || v != 1 {
 		t.Fatalf("%d %v %v\n%s", v, ok, err, data)
 	}
-	rep, err := Check(ctx(t), CheckOptions{Options: Options{Dir: os.DirFS(d), DirName: d}, NoRoundTrip: true})
+	rep, err := Check(ctx(t), CheckOptions{Options: engine.Options{Dir: os.DirFS(d), DirName: d}, NoRoundTrip: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,7 +87,7 @@ func TestSumFileBaseline(t *testing.T) {
 	if _, err := WriteSum(d); err != nil {
 		t.Fatal(err)
 	}
-	data = fileBytes(t, filepath.Join(d, SumFile))
+	data = fileBytes(t, filepath.Join(d, engine.SumFile))
 	if v, ok, _ := SumBaseline(data); !ok || v != 1 || !strings.Contains(string(data), "0003_c.sql") {
 		t.Fatalf("hash lost the baseline:\n%s", data)
 	}

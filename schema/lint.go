@@ -1,9 +1,12 @@
-package engine
+package schema
 
 import (
 	"fmt"
 	"sort"
 	"strings"
+
+	"github.com/shoal-dev/shoal/engine"
+	"github.com/shoal-dev/shoal/internal/sqltext"
 )
 
 // Lint codes reported by `shoal check` (docs/schema.md lists them all).
@@ -78,26 +81,26 @@ func (t sqlTok) is(w string) bool { return t.Kind == tokWord && t.Val == w }
 // splitter's lexer): strings, quoted identifiers and comments are whole
 // tokens, so nothing inside them is ever taken for a keyword.
 func tokenize(sql string, firstLine int) []sqlTok {
-	l := sqlLexer{src: sql, line: firstLine}
+	l := sqltext.NewLexer(sql, firstLine)
 	var out []sqlTok
 	for {
-		tk, ok, err := l.next()
+		tk, ok, err := l.Next()
 		if err != nil || !ok {
 			return out
 		}
-		if tk.kind == tkWS {
+		if tk.Kind == sqltext.WS {
 			continue
 		}
-		text := sql[tk.start:tk.end]
+		text := sql[tk.Start:tk.End]
 		// The splitter's lexer ends a quoted token at the first closing
 		// quote: 'it''s' comes as two tokens; join them.
-		if n := len(out); n > 0 && out[n-1].End == tk.start && (text[0] == '\'' || text[0] == '"' || text[0] == '`') && out[n-1].Text[0] == text[0] {
-			tk.start = out[n-1].Start
-			tk.line = out[n-1].Line
-			text = sql[tk.start:tk.end]
+		if n := len(out); n > 0 && out[n-1].End == tk.Start && (text[0] == '\'' || text[0] == '"' || text[0] == '`') && out[n-1].Text[0] == text[0] {
+			tk.Start = out[n-1].Start
+			tk.Line = out[n-1].Line
+			text = sql[tk.Start:tk.End]
 			out = out[:n-1]
 		}
-		t := sqlTok{Text: text, Val: text, Line: tk.line, Kind: tokPunct, Start: tk.start, End: tk.end}
+		t := sqlTok{Text: text, Val: text, Line: tk.Line, Kind: tokPunct, Start: tk.Start, End: tk.End}
 		switch c := text[0]; {
 		case c == '\'':
 			t.Kind = tokString
@@ -109,7 +112,7 @@ func tokenize(sql string, firstLine int) []sqlTok {
 			t.Val = text[1 : len(text)-1]
 		case c >= '0' && c <= '9':
 			t.Kind = tokNumber
-		case sqlIDChar(c):
+		case sqltext.IDChar(c):
 			t.Kind = tokWord
 			t.Val = strings.ToLower(text)
 		}
@@ -134,7 +137,7 @@ type stmtInfo struct {
 }
 
 // analyze classifies a statement.
-func analyze(s Statement) stmtInfo {
+func analyze(s engine.Statement) stmtInfo {
 	toks := tokenize(s.SQL, s.Line)
 	si := stmtInfo{line: s.Line, toks: toks, kinds: map[string]bool{}}
 	at := func(i int) sqlTok {
@@ -252,16 +255,16 @@ func mentions(sql string, words ...string) bool {
 // codes listed are not reported for that file.
 func lintAllowed(text string) map[string]bool {
 	allowed := map[string]bool{}
-	l := sqlLexer{src: text, line: 1}
+	l := sqltext.NewLexer(text, 1)
 	for {
-		tk, ok, err := l.next()
+		tk, ok, err := l.Next()
 		if err != nil || !ok {
 			return allowed
 		}
-		if !tk.comment {
+		if !tk.Comment {
 			continue
 		}
-		c := text[tk.start:tk.end]
+		c := text[tk.Start:tk.End]
 		i := strings.Index(c, "shoal:allow")
 		if i < 0 {
 			continue
@@ -283,8 +286,8 @@ type lintState struct {
 // lintMigration lints one migration's sections. text is the file's text
 // (for shoal:allow comments); st, when not nil, the schema before and after
 // it.
-func lintMigration(m *Migration, text string, st *lintState) []LintFinding {
-	if m.Kind != KindSQL && m.Kind != KindSQLNoTx {
+func lintMigration(m *engine.Migration, text string, st *lintState) []LintFinding {
+	if m.Kind != engine.KindSQL && m.Kind != engine.KindSQLNoTx {
 		return nil
 	}
 	var out []LintFinding

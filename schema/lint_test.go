@@ -1,15 +1,17 @@
-package engine
+package schema
 
 import (
 	"sort"
 	"strings"
 	"testing"
+
+	"github.com/shoal-dev/shoal/engine"
 )
 
 // lintCodes runs Check on files and returns "file:code" for each finding.
 func lintCodes(t *testing.T, files map[string]string) []string {
 	t.Helper()
-	rep, err := Check(ctx(t), CheckOptions{Options: Options{Dir: dir(files), DirName: "test"}, NoRoundTrip: true})
+	rep, err := Check(ctx(t), CheckOptions{Options: engine.Options{Dir: dir(files), DirName: "test"}, NoRoundTrip: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,18 +83,18 @@ ALTER TABLE users_new RENAME TO users;`}, []string{}},
 
 func TestLintSeverityAndStrict(t *testing.T) {
 	files := map[string]string{"0001_a.sql": usersNotes, "0002_b.sql": "DROP TABLE notes;"}
-	rep, err := Check(ctx(t), CheckOptions{Options: Options{Dir: dir(files)}})
+	rep, err := Check(ctx(t), CheckOptions{Options: engine.Options{Dir: dir(files)}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !rep.OK || len(rep.Lint) != 1 || rep.Lint[0].Severity != SeverityWarning || rep.Lint[0].Line != 1 {
 		t.Fatalf("a destructive change is a warning by default: %+v", rep)
 	}
-	rep, _ = Check(ctx(t), CheckOptions{Options: Options{Dir: dir(files)}, Strict: true})
+	rep, _ = Check(ctx(t), CheckOptions{Options: engine.Options{Dir: dir(files)}, Strict: true})
 	if rep.OK {
 		t.Fatal("--strict must fail on a warning")
 	}
-	rep, _ = Check(ctx(t), CheckOptions{Options: Options{Dir: dir(map[string]string{"0001_a.sql": "\n\nCREATE TABLE IF NOT EXISTS a (x);"})}})
+	rep, _ = Check(ctx(t), CheckOptions{Options: engine.Options{Dir: dir(map[string]string{"0001_a.sql": "\n\nCREATE TABLE IF NOT EXISTS a (x);"})}})
 	if rep.OK || rep.Lint[0].Code != LintIfNotExists || rep.Lint[0].Line != 3 {
 		t.Fatalf("SH006 is an error, on line 3: %+v", rep)
 	}
@@ -120,14 +122,15 @@ func FuzzLint(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, text string) {
-		m := Migration{Version: 1, File: "0001_f.sql", Kind: KindSQL, Checksum: Checksum([]byte(text))}
-		if err := parseSQLMigration("fuzz", &m, text); err != nil {
+		e, err := engine.New(engine.Options{Dir: dir(map[string]string{"0001_f.sql": text}), DirName: "fuzz"})
+		if err != nil || len(e.Migrations()) != 1 {
 			return
 		}
+		m := e.Migrations()[0]
 		lintMigration(&m, text, nil)
 		for _, s := range m.Up {
 			analyze(s)
-			u := unquoteCreateName(NormalizeSQL(s.SQL))
+			u := unquoteCreateName(engine.NormalizeSQL(s.SQL))
 			tableDefs(u)
 		}
 	})

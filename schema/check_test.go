@@ -1,4 +1,4 @@
-package engine
+package schema
 
 import (
 	"context"
@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"testing/fstest"
+
+	"github.com/shoal-dev/shoal/engine"
 )
 
 func check(t *testing.T, o CheckOptions) *CheckReport {
@@ -26,18 +28,18 @@ func TestCheckExampleMigrationsOK(t *testing.T) {
 		"0001_a.sql": "-- migrate:up\n" + usersNotes + "CREATE INDEX notes_user ON notes(user_id);\n-- migrate:down\nDROP TABLE notes;\nDROP TABLE users;\n",
 		"0002_b.sql": "-- migrate:up\nCREATE VIEW v AS SELECT id FROM users;\n-- migrate:down\nDROP VIEW v;\n",
 	}
-	rep := check(t, CheckOptions{Options: Options{Dir: dir(files)}})
+	rep := check(t, CheckOptions{Options: engine.Options{Dir: dir(files)}})
 	if !rep.OK || rep.Migrations != 2 || rep.Head != 2 || len(rep.Problems) != 0 {
 		t.Fatalf("%+v", rep)
 	}
 }
 
 func TestCheckDirectoryProblem(t *testing.T) {
-	rep := check(t, CheckOptions{Options: Options{Dir: dir(map[string]string{"0001_a.sql": "CREATE TABLE a (x);", "001_b.sql": "CREATE TABLE b (x);"})}})
+	rep := check(t, CheckOptions{Options: engine.Options{Dir: dir(map[string]string{"0001_a.sql": "CREATE TABLE a (x);", "001_b.sql": "CREATE TABLE b (x);"})}})
 	if rep.OK || len(rep.Problems) != 1 || rep.Problems[0].Kind != ProblemDirectory || !strings.Contains(rep.Problems[0].Message, "renumber") {
 		t.Fatalf("%+v", rep)
 	}
-	rep = check(t, CheckOptions{Options: Options{Dir: dir(map[string]string{"0001_a.sql": "-- migrate:down\nDROP TABLE a;\n-- migrate:up\nCREATE TABLE a (x);"})}})
+	rep = check(t, CheckOptions{Options: engine.Options{Dir: dir(map[string]string{"0001_a.sql": "-- migrate:down\nDROP TABLE a;\n-- migrate:up\nCREATE TABLE a (x);"})}})
 	if rep.OK || rep.Problems[0].Kind != ProblemDirectory || rep.Problems[0].File != "0001_a.sql" {
 		t.Fatalf("%+v", rep)
 	}
@@ -49,7 +51,7 @@ func TestCheckApplyErrorNamesFileAndLine(t *testing.T) {
 		"0002_b.sql": "-- comment\nCREATE TABLE b (x);\n\nINSERT INTO nosuch VALUES (1);\n",
 		"0003_c.sql": "DROP TABLE a;",
 	}
-	rep := check(t, CheckOptions{Options: Options{Dir: dir(files)}})
+	rep := check(t, CheckOptions{Options: engine.Options{Dir: dir(files)}})
 	if rep.OK || len(rep.Problems) != 1 {
 		t.Fatalf("%+v", rep)
 	}
@@ -72,14 +74,14 @@ func TestCheckRoundTrip(t *testing.T) {
 		"0001_a.sql": "-- migrate:up\nCREATE TABLE a (x);\n-- migrate:down\nDROP TABLE a;\n",
 		"0002_b.sql": "-- migrate:up\nCREATE TABLE b (y);\nCREATE INDEX by ON b(y);\nCREATE INDEX ax ON a(x);\n-- migrate:down\nDROP TABLE b;\n",
 	}
-	rep := check(t, CheckOptions{Options: Options{Dir: dir(files)}})
+	rep := check(t, CheckOptions{Options: engine.Options{Dir: dir(files)}})
 	if rep.OK || len(rep.Problems) != 1 || rep.Problems[0].Kind != ProblemRoundTrip || rep.Problems[0].File != "0002_b.sql" ||
 		len(rep.Problems[0].Diffs) != 1 || rep.Problems[0].Diffs[0].Name != "ax" {
 		t.Fatalf("%+v", rep)
 	}
 	// A failing down section names its line.
 	files["0002_b.sql"] = "-- migrate:up\nCREATE TABLE b (y);\n-- migrate:down\nDROP TABLE b;\nDROP TABLE nosuch;\n"
-	rep = check(t, CheckOptions{Options: Options{Dir: dir(files)}})
+	rep = check(t, CheckOptions{Options: engine.Options{Dir: dir(files)}})
 	if rep.OK || rep.Problems[0].Kind != ProblemRoundTrip || rep.Problems[0].Line != 5 {
 		t.Fatalf("%+v", rep)
 	}
@@ -89,12 +91,12 @@ func TestCheckRoundTrip(t *testing.T) {
 		"0001_a.sql": "CREATE TABLE a (x);",
 		"0002_b.sql": "-- migrate:up\nCREATE TABLE b (y);\n-- migrate:down\nDROP TABLE b;\n",
 	}
-	rep = check(t, CheckOptions{Options: Options{Dir: dir(files)}})
+	rep = check(t, CheckOptions{Options: engine.Options{Dir: dir(files)}})
 	if !rep.OK {
 		t.Fatalf("%+v", rep)
 	}
 	files["0002_b.sql"] = "-- migrate:up\nCREATE TABLE b (y);\n-- migrate:down\nDROP TABLE b;\nDROP TABLE a;\n"
-	rep = check(t, CheckOptions{Options: Options{Dir: dir(files)}})
+	rep = check(t, CheckOptions{Options: engine.Options{Dir: dir(files)}})
 	if rep.OK || rep.Problems[0].Kind != ProblemRoundTrip || rep.Problems[0].Diffs[0].Name != "a" {
 		t.Fatalf("%+v", rep)
 	}
@@ -106,7 +108,7 @@ func TestCheckSchemaFile(t *testing.T) {
 		// A rebuild: SQLite's rename writes CREATE TABLE "a".
 		"0002_b.sql": "CREATE TABLE a_new (x INTEGER, y TEXT NOT NULL DEFAULT '');\nINSERT INTO a_new SELECT x, coalesce(y, '') FROM a;\nDROP TABLE a;\nALTER TABLE a_new RENAME TO a;",
 	}
-	o := CheckOptions{Options: Options{Dir: dir(files)}, HasSchema: true, SchemaName: "schema.sql"}
+	o := CheckOptions{Options: engine.Options{Dir: dir(files)}, HasSchema: true, SchemaName: "schema.sql"}
 	o.Schema = []byte("-- hand-written\nCREATE TABLE a (\n  x INTEGER,\n  y TEXT NOT NULL DEFAULT ''\n);\n")
 	if rep := check(t, o); !rep.OK {
 		t.Fatalf("same schema, other layout and quoting: %+v", rep)
@@ -129,12 +131,12 @@ func TestCheckSumFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	files[SumFile] = &fstest.MapFile{Data: FormatSum(entries)}
-	if rep := check(t, CheckOptions{Options: Options{Dir: files}}); !rep.OK {
+	files[engine.SumFile] = &fstest.MapFile{Data: FormatSum(entries)}
+	if rep := check(t, CheckOptions{Options: engine.Options{Dir: files}}); !rep.OK {
 		t.Fatalf("%+v", rep)
 	}
 	files["0002_b.sql"] = &fstest.MapFile{Data: []byte("CREATE TABLE b (x, y);")}
-	rep := check(t, CheckOptions{Options: Options{Dir: files}})
+	rep := check(t, CheckOptions{Options: engine.Options{Dir: files}})
 	if rep.OK || rep.Problems[0].Kind != ProblemSum || !strings.Contains(rep.Problems[0].Message, "0002_b.sql changed") {
 		t.Fatalf("%+v", rep)
 	}
@@ -148,15 +150,15 @@ func TestDrift(t *testing.T) {
 	}
 	e := newEngine(t, files)
 	db := tempDB(t)
-	if _, err := e.Migrate(ctx(t), db, MigrateOptions{To: 2}); err != nil {
+	if _, err := e.Migrate(ctx(t), db, engine.MigrateOptions{To: 2}); err != nil {
 		t.Fatal(err)
 	}
-	d, err := e.Drift(ctx(t), db)
+	d, err := Drift(ctx(t), e, db)
 	if err != nil || d == nil || len(d) != 0 {
 		t.Fatalf("a DB at version 2 has the schema of version 2: %v %v", d, err)
 	}
 	execAll(t, db, "DROP INDEX ax", "CREATE INDEX ax ON a(x DESC)", "CREATE TABLE hotfix (z)", "ALTER TABLE a ADD COLUMN w")
-	d, err = e.Drift(ctx(t), db)
+	d, err = Drift(ctx(t), e, db)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,12 +169,12 @@ func TestDrift(t *testing.T) {
 	if strings.Join(got, ", ") != "different table a, extra table hotfix, different index ax" {
 		t.Fatalf("%v", got)
 	}
-	if _, err := e.Drift(ctx(t), tempDB(t)); !errors.Is(err, ErrNotFound) {
+	if _, err := Drift(ctx(t), e, tempDB(t)); !errors.Is(err, engine.ErrNotFound) {
 		t.Fatalf("missing file: %v", err)
 	}
 	unmanaged := tempDB(t)
 	execAll(t, unmanaged, "CREATE TABLE a (x)")
-	if _, err := e.Drift(ctx(t), unmanaged); !errors.Is(err, ErrUnmanaged) {
+	if _, err := Drift(ctx(t), e, unmanaged); !errors.Is(err, engine.ErrUnmanaged) {
 		t.Fatalf("unmanaged: %v", err)
 	}
 }
@@ -188,7 +190,7 @@ func TestDriftConcurrent(t *testing.T) {
 	var dbs []string
 	for i := range 12 {
 		db := tempDB(t)
-		if _, err := e.Migrate(ctx(t), db, MigrateOptions{To: int64(1 + i%3)}); err != nil {
+		if _, err := e.Migrate(ctx(t), db, engine.MigrateOptions{To: int64(1 + i%3)}); err != nil {
 			t.Fatal(err)
 		}
 		if i%4 == 0 {
@@ -199,7 +201,7 @@ func TestDriftConcurrent(t *testing.T) {
 	errs := make(chan error, len(dbs))
 	for i, db := range dbs {
 		go func() {
-			d, err := e.Drift(context.Background(), db)
+			d, err := Drift(context.Background(), e, db)
 			switch {
 			case err != nil:
 				errs <- err
@@ -216,5 +218,26 @@ func TestDriftConcurrent(t *testing.T) {
 		if err := <-errs; err != nil {
 			t.Error(err)
 		}
+	}
+}
+
+// shoal check reports it, naming file and line.
+func TestCheckReportsTxControl(t *testing.T) {
+	rep, err := Check(ctx(t), CheckOptions{Options: engine.Options{Dir: dir(map[string]string{"0001_a.sql": "CREATE TABLE a (x);\nCOMMIT;"}), DirName: "migs"}, NoRoundTrip: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.OK || len(rep.Problems) != 1 || rep.Problems[0].File != "0001_a.sql" || rep.Problems[0].Line != 2 || !strings.Contains(rep.Problems[0].Message, "COMMIT") {
+		t.Fatalf("%+v", rep)
+	}
+}
+
+// shoal check fails on a file without a version, naming it (the loader's
+// refusal is engine.TestUnversionedFileRefused).
+func TestCheckNamesUnversionedFile(t *testing.T) {
+	files := map[string]string{"0001_a.sql": "CREATE TABLE a (x);", "0002_b.sql": "CREATE TABLE b (x);", "add_notes.sql": "CREATE TABLE notes (x);"}
+	rep, err := Check(ctx(t), CheckOptions{Options: engine.Options{Dir: dir(files), DirName: "migs"}, NoRoundTrip: true})
+	if err != nil || rep.OK || len(rep.Problems) == 0 || !strings.Contains(rep.Problems[0].File, "add_notes.sql") {
+		t.Fatalf("check: %+v %v", rep, err)
 	}
 }

@@ -1,4 +1,4 @@
-package engine
+package schema
 
 import (
 	"context"
@@ -10,15 +10,16 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
-	"time"
+
+	"github.com/shoal-dev/shoal/engine"
+	"github.com/shoal-dev/shoal/internal/sqltext"
 )
 
 // CheckOptions configure Check.
 type CheckOptions struct {
 	// Options are the engine's: the migrations directory (Dir, DirName) and
 	// Go migrations.
-	Options
+	engine.Options
 	// Schema is the text of schema.sql; HasSchema says it exists.
 	Schema    []byte
 	HasSchema bool
@@ -46,11 +47,11 @@ const (
 
 // CheckProblem is one problem found by Check.
 type CheckProblem struct {
-	Kind    string       `json:"kind"`
-	File    string       `json:"file"`
-	Line    int          `json:"line"`
-	Message string       `json:"message"`
-	Diffs   []SchemaDiff `json:"diffs"`
+	Kind    string              `json:"kind"`
+	File    string              `json:"file"`
+	Line    int                 `json:"line"`
+	Message string              `json:"message"`
+	Diffs   []engine.SchemaDiff `json:"diffs"`
 }
 
 // CheckReport is the result of Check. OK is false when there is any
@@ -79,13 +80,13 @@ type CheckReport struct {
 // itself cannot run (no temporary directory).
 func Check(ctx context.Context, o CheckOptions) (*CheckReport, error) {
 	rep := &CheckReport{Problems: []CheckProblem{}, Lint: []LintFinding{}}
-	problem := func(kind, file string, line int, diffs []SchemaDiff, format string, args ...any) {
+	problem := func(kind, file string, line int, diffs []engine.SchemaDiff, format string, args ...any) {
 		if diffs == nil {
-			diffs = []SchemaDiff{}
+			diffs = []engine.SchemaDiff{}
 		}
 		rep.Problems = append(rep.Problems, CheckProblem{Kind: kind, File: file, Line: line, Message: fmt.Sprintf(format, args...), Diffs: diffs})
 	}
-	var loaded []Migration
+	var loaded []engine.Migration
 	defer func() {
 		rep.OK = len(rep.Problems) == 0
 		markHistory(rep.Lint, loaded, rep.Baseline)
@@ -104,34 +105,39 @@ func Check(ctx context.Context, o CheckOptions) (*CheckReport, error) {
 	if o.Dir != nil {
 		sp, err := VerifySum(o.Dir)
 		if err != nil {
-			problem(ProblemSum, SumFile, 0, nil, "%v", err)
+			problem(ProblemSum, engine.SumFile, 0, nil, "%v", err)
 		}
 		for _, p := range sp {
-			problem(ProblemSum, SumFile, 0, nil, "%s", p)
+			problem(ProblemSum, engine.SumFile, 0, nil, "%s", p)
 		}
 	}
 
-	e, err := New(o.Options)
+	e, err := engine.New(o.Options)
 	if err != nil {
-		var de *DirError
+		var de *engine.DirError
 		file := ""
 		if errors.As(err, &de) {
 			file = de.File
 		}
 		msg := err.Error()
-		if de != nil && de.Other != "" && !strings.Contains(msg, "renumber") && !errors.Is(err, ErrDuplicateVersion) {
+		if de != nil && de.Other != "" && !strings.Contains(msg, "renumber") && !errors.Is(err, engine.ErrDuplicateVersion) {
 			msg += " (two branches added the same version? `shoal renumber` moves the newer one)"
 		}
 		problem(ProblemDirectory, file, lineOf(msg), nil, "%s", msg)
 		return rep, nil
 	}
-	rep.Migrations, rep.Head, rep.Layout = len(e.migrations), e.head, e.layout
-	loaded = e.migrations
+	migrations := e.Migrations()
+	byVersion := make(map[int64]*engine.Migration, len(migrations))
+	for i := range migrations {
+		byVersion[migrations[i].Version] = &migrations[i]
+	}
+	rep.Migrations, rep.Head, rep.Layout = len(migrations), e.Head(), e.Layout()
+	loaded = migrations
 	rep.Baseline = o.Since
 	if rep.Baseline == 0 && o.Dir != nil {
-		if data, err := fs.ReadFile(o.Dir, SumFile); err == nil {
+		if data, err := fs.ReadFile(o.Dir, engine.SumFile); err == nil {
 			if v, ok, err := SumBaseline(data); err != nil {
-				problem(ProblemSum, SumFile, 0, nil, "%v", err)
+				problem(ProblemSum, engine.SumFile, 0, nil, "%v", err)
 			} else if ok {
 				rep.Baseline = v
 			}
@@ -152,11 +158,11 @@ func Check(ctx context.Context, o CheckOptions) (*CheckReport, error) {
 	}
 	prev := int64(0)
 	applied := 0
-	for i := range e.migrations {
-		m := &e.migrations[i]
-		if _, err := e.Migrate(ctx, scratch, MigrateOptions{To: m.Version}); err != nil {
+	for i := range migrations {
+		m := &migrations[i]
+		if _, err := e.Migrate(ctx, scratch, engine.MigrateOptions{To: m.Version}); err != nil {
 			file, line := m.File, 0
-			var me *MigrationError
+			var me *engine.MigrationError
 			if errors.As(err, &me) {
 				line = me.Line
 			}
@@ -173,11 +179,11 @@ func Check(ctx context.Context, o CheckOptions) (*CheckReport, error) {
 		applied++
 	}
 	// Lint the migration that failed and those after it, without schema facts.
-	for i := applied; i < len(e.migrations); i++ {
-		m := &e.migrations[i]
+	for i := applied; i < len(migrations); i++ {
+		m := &migrations[i]
 		rep.Lint = append(rep.Lint, lintMigration(m, migrationText(o.Dir, m), nil)...)
 	}
-	if applied < len(e.migrations) {
+	if applied < len(migrations) {
 		return rep, nil
 	}
 
@@ -186,13 +192,13 @@ func Check(ctx context.Context, o CheckOptions) (*CheckReport, error) {
 	// again.
 	if !o.NoRoundTrip {
 		floor := int64(0)
-		for _, m := range e.migrations {
+		for _, m := range migrations {
 			if !m.HasDown {
 				floor = m.Version
 			}
 		}
 		var versions []int64 // applied versions above floor, in order
-		for _, m := range e.migrations {
+		for _, m := range migrations {
 			if m.Version > floor {
 				versions = append(versions, m.Version)
 			}
@@ -203,10 +209,10 @@ func Check(ctx context.Context, o CheckOptions) (*CheckReport, error) {
 			if i > 0 {
 				to = versions[i-1]
 			}
-			m := e.byVersion[versions[i]]
+			m := byVersion[versions[i]]
 			if _, err := e.Down(ctx, scratch, to); err != nil {
 				line := 0
-				var me *MigrationError
+				var me *engine.MigrationError
 				if errors.As(err, &me) {
 					line = me.Line
 				}
@@ -219,14 +225,14 @@ func Check(ctx context.Context, o CheckOptions) (*CheckReport, error) {
 				return nil, err
 			}
 			if d := diffCanonical(states[to].objs, got.objs); len(d) > 0 {
-				problem(ProblemRoundTrip, m.File, downLine(m), d, "its down section does not restore the schema of version %d: %s", to, DescribeDiffs(d))
+				problem(ProblemRoundTrip, m.File, downLine(m), d, "its down section does not restore the schema of version %d: %s", to, engine.DescribeDiffs(d))
 				ok = false
 			}
 		}
 		if ok {
 			for _, v := range versions {
-				m := e.byVersion[v]
-				if _, err := e.Migrate(ctx, scratch, MigrateOptions{To: v}); err != nil {
+				m := byVersion[v]
+				if _, err := e.Migrate(ctx, scratch, engine.MigrateOptions{To: v}); err != nil {
 					problem(ProblemRoundTrip, m.File, 0, nil, "up fails after down: %s", scratchMessage(err, scratch))
 					break
 				}
@@ -235,7 +241,7 @@ func Check(ctx context.Context, o CheckOptions) (*CheckReport, error) {
 					return nil, err
 				}
 				if d := diffCanonical(states[v].objs, got.objs); len(d) > 0 {
-					problem(ProblemRoundTrip, m.File, 0, d, "up, down, up gives another schema than up: %s", DescribeDiffs(d))
+					problem(ProblemRoundTrip, m.File, 0, d, "up, down, up gives another schema than up: %s", engine.DescribeDiffs(d))
 					break
 				}
 			}
@@ -251,8 +257,8 @@ func Check(ctx context.Context, o CheckOptions) (*CheckReport, error) {
 		want, line, err := SchemaFromSQL(ctx, string(o.Schema))
 		if err != nil {
 			problem(ProblemSchema, name, line, nil, "%s: %v", name, err)
-		} else if d := diffCanonical(states[e.head].objs, want); len(d) > 0 {
-			problem(ProblemSchema, name, 0, d, "%s differs from what the migrations produce (%s): run `shoal autogen NAME` to write a migration for it, or `shoal schema --write` if the migrations are right", name, DescribeDiffs(d))
+		} else if d := diffCanonical(states[e.Head()].objs, want); len(d) > 0 {
+			problem(ProblemSchema, name, 0, d, "%s differs from what the migrations produce (%s): run `shoal autogen NAME` to write a migration for it, or `shoal schema --write` if the migrations are right", name, engine.DescribeDiffs(d))
 		}
 	}
 	return rep, nil
@@ -280,7 +286,7 @@ func lineOf(msg string) int {
 	return n
 }
 
-func downLine(m *Migration) int {
+func downLine(m *engine.Migration) int {
 	if len(m.Down) > 0 {
 		return m.Down[0].Line
 	}
@@ -288,15 +294,15 @@ func downLine(m *Migration) int {
 }
 
 // migrationText is a migration file's text ("" when unreadable or Go).
-func migrationText(fsys fs.FS, m *Migration) string {
-	if fsys == nil || m.Kind == KindGo {
+func migrationText(fsys fs.FS, m *engine.Migration) string {
+	if fsys == nil || m.Kind == engine.KindGo {
 		return ""
 	}
 	data, err := fs.ReadFile(fsys, m.File)
 	if err != nil {
 		return ""
 	}
-	return string(normalizeText(data))
+	return string(sqltext.Normalize(data))
 }
 
 // fkRef is a foreign key of a child table to a parent table.
@@ -307,7 +313,7 @@ type fkRef struct {
 
 // schemaState is a DB's schema with the facts lint needs.
 type schemaState struct {
-	objs []SchemaObject
+	objs []engine.SchemaObject
 	cols map[string][]string // lower-case table name -> column names
 	fks  []fkRef             // ON DELETE CASCADE / SET NULL references
 }
@@ -315,11 +321,11 @@ type schemaState struct {
 // readSchemaState reads the schema of the DB at path (a missing file is an
 // empty schema).
 func readSchemaState(ctx context.Context, path string) (*schemaState, error) {
-	st := &schemaState{objs: []SchemaObject{}, cols: map[string][]string{}}
+	st := &schemaState{objs: []engine.SchemaObject{}, cols: map[string][]string{}}
 	if fi, err := os.Stat(path); err != nil || fi.Size() == 0 {
 		return st, nil
 	}
-	db, err := openDB(path, 30*time.Second, true)
+	db, err := openScratch(path, true)
 	if err != nil {
 		return nil, err
 	}
@@ -330,7 +336,7 @@ func readSchemaState(ctx context.Context, path string) (*schemaState, error) {
 func readSchemaStateDB(ctx context.Context, db *sql.DB) (*schemaState, error) {
 	st := &schemaState{cols: map[string][]string{}}
 	var err error
-	if st.objs, err = CanonicalSchema(ctx, db); err != nil {
+	if st.objs, err = engine.CanonicalSchema(ctx, db); err != nil {
 		return nil, err
 	}
 	// Columns and foreign keys of every table, in two queries.
@@ -413,10 +419,10 @@ func tableColumns(ctx context.Context, q querier, table string) ([]column, error
 // SchemaFromSQL runs schema SQL (such as schema.sql) on an empty in-memory
 // database and returns its canonical schema. On an error, line is the line
 // of the failing statement.
-func SchemaFromSQL(ctx context.Context, text string) (objs []SchemaObject, line int, err error) {
-	stmts, err := SplitStatements(string(normalizeText([]byte(text))))
+func SchemaFromSQL(ctx context.Context, text string) (objs []engine.SchemaObject, line int, err error) {
+	stmts, err := engine.SplitStatements(string(sqltext.Normalize([]byte(text))))
 	if err != nil {
-		var se *syntaxError
+		var se *sqltext.SyntaxError
 		if errors.As(err, &se) {
 			return nil, se.Line, err
 		}
@@ -433,21 +439,21 @@ func SchemaFromSQL(ctx context.Context, text string) (objs []SchemaObject, line 
 			return nil, s.Line, fmt.Errorf("line %d: %w", s.Line, err)
 		}
 	}
-	objs, err = CanonicalSchema(ctx, db)
+	objs, err = engine.CanonicalSchema(ctx, db)
 	return objs, 0, err
 }
 
 // diffCanonical is DiffSchemas with one more normalisation: a quoted object
 // name in a CREATE statement equals the bare name (SQLite's ALTER TABLE ...
 // RENAME TO writes `CREATE TABLE "t"` where the migration said `t`).
-func diffCanonical(want, got []SchemaObject) []SchemaDiff {
-	return DiffSchemas(unquoteNames(want), unquoteNames(got))
+func diffCanonical(want, got []engine.SchemaObject) []engine.SchemaDiff {
+	return engine.DiffSchemas(unquoteNames(want), unquoteNames(got))
 }
 
-func unquoteNames(objs []SchemaObject) []SchemaObject {
-	out := make([]SchemaObject, len(objs))
+func unquoteNames(objs []engine.SchemaObject) []engine.SchemaObject {
+	out := make([]engine.SchemaObject, len(objs))
 	for i, o := range objs {
-		o.SQL = unquoteCreateName(NormalizeSQL(o.SQL))
+		o.SQL = unquoteCreateName(engine.NormalizeSQL(o.SQL))
 		out[i] = o
 	}
 	return out
@@ -522,85 +528,3 @@ with without`) {
 	}
 	return m
 }()
-
-// Drift compares the live DB at path with the schema its recorded version
-// should have: a scratch DB migrated to that version, object by object
-// (canonical form; see DiffSchemas). No differences is an empty slice. The
-// DB is only read (never created or locked for writing). Errors are the
-// engine's: ErrNotFound for a missing file, ErrUnmanaged, ErrCorrupt, or
-// ErrAhead when the recorded version has no migration.
-func (e *Engine) Drift(ctx context.Context, path string) ([]SchemaDiff, error) {
-	if _, err := os.Stat(path); err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil, &DBError{Path: path, Kind: ErrNotFound, Hint: "check --db"}
-		}
-	}
-	s, err := e.Status(ctx, path)
-	if err != nil {
-		return nil, err
-	}
-	for _, a := range s.Applied {
-		if a.Missing {
-			return nil, &DBError{Path: path, Kind: ErrAhead, Detail: fmt.Sprintf("history records version %d, which has no migration file", a.Version),
-				Hint: "compare with the migrations directory that migrated it"}
-		}
-	}
-	got, err := DBSchema(ctx, path)
-	if err != nil {
-		return nil, err
-	}
-	want, err := e.schemaOfVersion(ctx, s.Version)
-	if err != nil {
-		return nil, err
-	}
-	return diffCanonical(want, withoutForeign(got, want)), nil
-}
-
-// driftCache keeps the schema of each version per Engine (its migrations
-// never change), so a worker verifying many tenants builds one scratch DB
-// per version. Bounded: cleared when it grows past driftCacheMax entries.
-var driftCache = struct {
-	sync.Mutex
-	m map[driftKey][]SchemaObject
-}{m: map[driftKey][]SchemaObject{}}
-
-type driftKey struct {
-	e *Engine
-	v int64
-}
-
-const driftCacheMax = 256
-
-// schemaOfVersion is the canonical schema of a scratch DB migrated to v.
-func (e *Engine) schemaOfVersion(ctx context.Context, v int64) ([]SchemaObject, error) {
-	if v == 0 {
-		return []SchemaObject{}, nil
-	}
-	k := driftKey{e, v}
-	driftCache.Lock()
-	objs, ok := driftCache.m[k]
-	driftCache.Unlock()
-	if ok {
-		return objs, nil
-	}
-	scratchDir, err := os.MkdirTemp("", "shoal-drift-")
-	if err != nil {
-		return nil, err
-	}
-	defer os.RemoveAll(scratchDir)
-	scratch := filepath.Join(scratchDir, "want.db")
-	if _, err := e.Migrate(ctx, scratch, MigrateOptions{To: v, AllowOutOfOrder: true}); err != nil {
-		return nil, fmt.Errorf("building the schema of version %d: %w", v, err)
-	}
-	e.forget(scratch)
-	if objs, err = DBSchema(ctx, scratch); err != nil {
-		return nil, err
-	}
-	driftCache.Lock()
-	if len(driftCache.m) >= driftCacheMax {
-		clear(driftCache.m)
-	}
-	driftCache.m[k] = objs
-	driftCache.Unlock()
-	return objs, nil
-}

@@ -1,4 +1,4 @@
-package engine
+package schema
 
 import (
 	"context"
@@ -10,15 +10,17 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/shoal-dev/shoal/engine"
 )
 
 // autogenApply generates the migration from base to desired, applies it
 // with the engine to a DB at base holding data, and returns the engine, the
 // migrated DB and a copy of it from before the migration.
-func autogenApply(t testing.TB, base, desired string, renames []Rename, populate func(db *sql.DB) error) (*Generated, *Engine, string, string) {
+func autogenApply(t testing.TB, base, desired string, renames []Rename, populate func(db *sql.DB) error) (*Generated, *engine.Engine, string, string) {
 	t.Helper()
 	e0 := newEngine(t, map[string]string{"0001_base.sql": base})
-	g, err := e0.Autogen(ctx(t), desired, AutogenOptions{Renames: renames})
+	g, err := Autogen(ctx(t), e0, desired, AutogenOptions{Renames: renames})
 	if err != nil {
 		t.Fatalf("autogen: %v\nbase:\n%s\ndesired:\n%s", err, base, desired)
 	}
@@ -30,7 +32,7 @@ func autogenApply(t testing.TB, base, desired string, renames []Rename, populate
 	}
 	e := newEngine(t, map[string]string{"0001_base.sql": base, "0002_gen.sql": gen})
 	db := tempDB(t)
-	if _, err := e.Migrate(ctx(t), db, MigrateOptions{To: 1}); err != nil {
+	if _, err := e.Migrate(ctx(t), db, engine.MigrateOptions{To: 1}); err != nil {
 		t.Fatal(err)
 	}
 	if populate != nil {
@@ -42,14 +44,14 @@ func autogenApply(t testing.TB, base, desired string, renames []Rename, populate
 	}
 	before := db + ".before"
 	copyFile(t, db, before)
-	if _, err := e.Migrate(ctx(t), db, MigrateOptions{}); err != nil {
+	if _, err := e.Migrate(ctx(t), db, engine.MigrateOptions{}); err != nil {
 		t.Fatalf("applying the generated migration: %v\n%s", err, g.File("test"))
 	}
 	want, _, err := SchemaFromSQL(ctx(t), desired)
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := DBSchema(ctx(t), db)
+	got, err := engine.DBSchema(ctx(t), db)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -206,11 +208,11 @@ CREATE VIEW pc2 AS SELECT * FROM pc;`
 
 func TestAutogenNothingToDo(t *testing.T) {
 	e := newEngine(t, map[string]string{"0001_a.sql": "CREATE TABLE a (x);"})
-	g, err := e.Autogen(ctx(t), "CREATE TABLE \"a\" (\n  x\n);", AutogenOptions{})
+	g, err := Autogen(ctx(t), e, "CREATE TABLE \"a\" (\n  x\n);", AutogenOptions{})
 	if err != nil || !g.Empty() {
 		t.Fatalf("%v %+v", err, g)
 	}
-	if _, err := e.Autogen(ctx(t), "CREATE TABLE a (x);\nCREATE TABLE a (y);", AutogenOptions{}); err == nil || !strings.Contains(err.Error(), "line 2") {
+	if _, err := Autogen(ctx(t), e, "CREATE TABLE a (x);\nCREATE TABLE a (y);", AutogenOptions{}); err == nil || !strings.Contains(err.Error(), "line 2") {
 		t.Fatalf("a broken schema.sql: %v", err)
 	}
 }
@@ -227,17 +229,17 @@ INSERT INTO p (name, junk) VALUES ('a', 'x'), ('b', 'y'), ('gone', 'z');
 INSERT INTO c (pid) VALUES (1), (2);
 DELETE FROM p WHERE name = 'gone';`
 	newSQL := "CREATE TABLE p (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL CHECK (name <> ''))"
-	e, err := New(Options{Dir: dir(map[string]string{"0001_base.sql": base}), Go: []GoMigration{{Version: 2, Name: "rebuild_p",
+	e, err := engine.New(engine.Options{Dir: dir(map[string]string{"0001_base.sql": base}), Go: []engine.GoMigration{{Version: 2, Name: "rebuild_p",
 		Up: func(ctx context.Context, tx *sql.Tx) error { return RebuildTable(ctx, tx, "p", newSQL) }}}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	db := tempDB(t)
 	execAll(t, db, "PRAGMA foreign_keys = ON")
-	if _, err := e.Migrate(ctx(t), db, MigrateOptions{}); err != nil {
+	if _, err := e.Migrate(ctx(t), db, engine.MigrateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	got, _ := DBSchema(ctx(t), db)
+	got, _ := engine.DBSchema(ctx(t), db)
 	var names []string
 	for _, o := range got {
 		names = append(names, o.Type+" "+o.Name)
@@ -251,13 +253,13 @@ DELETE FROM p WHERE name = 'gone';`
 	}
 	// An index on a dropped column makes the helper fail, naming it; the
 	// run is rolled back.
-	e2, _ := New(Options{Dir: dir(map[string]string{"0001_base.sql": base + "\nCREATE INDEX p_junk ON p(junk);"}), Go: []GoMigration{{Version: 2, Name: "rebuild_p",
+	e2, _ := engine.New(engine.Options{Dir: dir(map[string]string{"0001_base.sql": base + "\nCREATE INDEX p_junk ON p(junk);"}), Go: []engine.GoMigration{{Version: 2, Name: "rebuild_p",
 		Up: func(ctx context.Context, tx *sql.Tx) error { return RebuildTable(ctx, tx, "p", newSQL) }}}})
 	db2 := tempDB(t)
-	if _, err := e2.Migrate(ctx(t), db2, MigrateOptions{To: 1}); err != nil {
+	if _, err := e2.Migrate(ctx(t), db2, engine.MigrateOptions{To: 1}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e2.Migrate(ctx(t), db2, MigrateOptions{}); err == nil || !strings.Contains(err.Error(), "p_junk") {
+	if _, err := e2.Migrate(ctx(t), db2, engine.MigrateOptions{}); err == nil || !strings.Contains(err.Error(), "p_junk") {
 		t.Fatalf("%v", err)
 	}
 	if v := history(t, db2); len(v) != 1 {
@@ -719,7 +721,7 @@ func autogenCase(t testing.TB, seed uint64) {
 		t.Fatalf("down: %v", err)
 	}
 	want, _, _ := SchemaFromSQL(ctx(t), base.SQL())
-	got, _ := DBSchema(ctx(t), db)
+	got, _ := engine.DBSchema(ctx(t), db)
 	if d := diffCanonical(want, got); len(d) > 0 {
 		t.Fatalf("down does not restore the base schema: %+v", d)
 	}

@@ -1,4 +1,4 @@
-package engine
+package schema
 
 import (
 	"context"
@@ -9,7 +9,9 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"time"
+
+	"github.com/shoal-dev/shoal/engine"
+	"github.com/shoal-dev/shoal/internal/sqltext"
 )
 
 // Rename is a column rename the user asked for (`--rename table.old:new`);
@@ -77,7 +79,7 @@ var ErrAutogen = errors.New("cannot generate the migration")
 // result must equal the desired schema (canonical form), so what Autogen
 // returns is known to work on the migrations' schema; ErrAutogen says why
 // not otherwise.
-func (e *Engine) Autogen(ctx context.Context, desired string, o AutogenOptions) (*Generated, error) {
+func Autogen(ctx context.Context, e *engine.Engine, desired string, o AutogenOptions) (*Generated, error) {
 	want, line, err := SchemaFromSQL(ctx, desired)
 	if err != nil {
 		return nil, fmt.Errorf("%w: the desired schema does not run (line %d): %v", ErrAutogen, line, err)
@@ -90,11 +92,11 @@ func (e *Engine) Autogen(ctx context.Context, desired string, o AutogenOptions) 
 
 	// Up: from the migrations' head to the desired schema.
 	cur := filepath.Join(dir, "current.db")
-	if _, err := e.Migrate(ctx, cur, MigrateOptions{}); err != nil {
+	if _, err := e.Migrate(ctx, cur, engine.MigrateOptions{}); err != nil {
 		return nil, fmt.Errorf("%w: the migrations do not apply to an empty DB: %v", ErrAutogen, err)
 	}
-	e.forget(cur)
-	have, err := DBSchema(ctx, cur)
+	e.Forget(cur)
+	have, err := engine.DBSchema(ctx, cur)
 	if err != nil {
 		return nil, err
 	}
@@ -132,11 +134,11 @@ func (e *Engine) Autogen(ctx context.Context, desired string, o AutogenOptions) 
 
 // createFromSQL creates a DB file from schema SQL.
 func createFromSQL(ctx context.Context, path, text string) error {
-	stmts, err := SplitStatements(string(normalizeText([]byte(text))))
+	stmts, err := engine.SplitStatements(string(sqltext.Normalize([]byte(text))))
 	if err != nil {
 		return err
 	}
-	db, err := openDB(path, 30*time.Second, false)
+	db, err := openScratch(path, false)
 	if err != nil {
 		return err
 	}
@@ -150,8 +152,8 @@ func createFromSQL(ctx context.Context, path, text string) error {
 }
 
 // planOnFile plans (and runs) the change of the DB at path to want.
-func planOnFile(ctx context.Context, path string, want []SchemaObject, renames []Rename) ([]string, []string, error) {
-	db, err := openDB(path, 30*time.Second, false)
+func planOnFile(ctx context.Context, path string, want []engine.SchemaObject, renames []Rename) ([]string, []string, error) {
+	db, err := openScratch(path, false)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -165,7 +167,7 @@ func planOnFile(ctx context.Context, path string, want []SchemaObject, renames [
 // planChange generates the statements that turn the schema of db into
 // want, running each on db as it goes (db is a scratch copy), and checks
 // the result. It returns the statements and the destructive changes.
-func planChange(ctx context.Context, db *sql.DB, want []SchemaObject, renames []Rename) ([]string, []string, error) {
+func planChange(ctx context.Context, db *sql.DB, want []engine.SchemaObject, renames []Rename) ([]string, []string, error) {
 	var out, destructive []string
 	exec := func(comment, stmt string) error {
 		if _, err := db.ExecContext(ctx, stmt); err != nil {
@@ -192,27 +194,27 @@ func planChange(ctx context.Context, db *sql.DB, want []SchemaObject, renames []
 		renamedFrom[lt][strings.ToLower(r.To)] = strings.ToLower(r.From)
 	}
 
-	have, err := CanonicalSchema(ctx, db)
+	have, err := engine.CanonicalSchema(ctx, db)
 	if err != nil {
 		return nil, nil, err
 	}
-	key := func(o SchemaObject) string { return o.Type + "\x00" + strings.ToLower(o.Name) }
-	canon := func(o SchemaObject) string { return unquoteCreateName(NormalizeSQL(o.SQL)) }
-	haveBy := map[string]SchemaObject{}
+	key := func(o engine.SchemaObject) string { return o.Type + "\x00" + strings.ToLower(o.Name) }
+	canon := func(o engine.SchemaObject) string { return unquoteCreateName(engine.NormalizeSQL(o.SQL)) }
+	haveBy := map[string]engine.SchemaObject{}
 	for _, o := range have {
 		haveBy[key(o)] = o
 	}
-	wantBy := map[string]SchemaObject{}
+	wantBy := map[string]engine.SchemaObject{}
 	for _, o := range want {
 		wantBy[key(o)] = o
 	}
-	same := func(o SchemaObject) bool {
+	same := func(o engine.SchemaObject) bool {
 		h, ok := haveBy[key(o)]
 		return ok && canon(h) == canon(o)
 	}
 
 	// 2. Tables: new, gone, and changed ones (ADD COLUMN or rebuild).
-	var newTables, goneTables, rebuild []SchemaObject
+	var newTables, goneTables, rebuild []engine.SchemaObject
 	type addCols struct {
 		table string
 		defs  []string
@@ -254,7 +256,7 @@ func planChange(ctx context.Context, db *sql.DB, want []SchemaObject, renames []
 	// mention a rebuilt table (SQLite refuses the rename while they point at
 	// a missing table), and views mentioning a dropped view.
 	dropped := map[string]bool{}
-	var drops []SchemaObject
+	var drops []engine.SchemaObject
 	for changed := true; changed; {
 		changed = false
 		for _, h := range have {
@@ -322,7 +324,7 @@ func planChange(ctx context.Context, db *sql.DB, want []SchemaObject, renames []
 		}
 	}
 	for _, t := range rebuild {
-		var idx []SchemaObject
+		var idx []engine.SchemaObject
 		for _, o := range want {
 			if o.Type == "index" && strings.EqualFold(o.Table, t.Name) {
 				idx = append(idx, o)
@@ -371,12 +373,12 @@ func planChange(ctx context.Context, db *sql.DB, want []SchemaObject, renames []
 	}
 
 	// 6. The result must be the desired schema.
-	got, err := CanonicalSchema(ctx, db)
+	got, err := engine.CanonicalSchema(ctx, db)
 	if err != nil {
 		return nil, nil, err
 	}
 	if d := diffCanonical(want, got); len(d) > 0 {
-		return nil, nil, fmt.Errorf("%w: the generated statements do not reach the desired schema (%s); write this migration by hand (`shoal new`)", ErrAutogen, DescribeDiffs(d))
+		return nil, nil, fmt.Errorf("%w: the generated statements do not reach the desired schema (%s); write this migration by hand (`shoal new`)", ErrAutogen, engine.DescribeDiffs(d))
 	}
 	return out, destructive, nil
 }
@@ -483,7 +485,7 @@ func tableDefs(create string) (cols []colDef, constraints []string, ok bool) {
 // COLUMN alone: the new columns come after the old ones, SQLite allows each
 // in place, and the result (tried on db, then rolled back) is exactly the
 // desired statement.
-func tryAddColumns(ctx context.Context, db *sql.DB, have, want SchemaObject) ([]string, bool) {
+func tryAddColumns(ctx context.Context, db *sql.DB, have, want engine.SchemaObject) ([]string, bool) {
 	hc, _, ok1 := tableDefs(have.SQL)
 	wc, _, ok2 := tableDefs(want.SQL)
 	if !ok1 || !ok2 || len(wc) <= len(hc) {
@@ -556,7 +558,7 @@ func addable(c colDef) bool {
 // nothing else changes; SQLite refuses the drop of a PRIMARY KEY, UNIQUE or
 // indexed column, or one a view, trigger or constraint uses, and the result
 // (tried on db, then rolled back) must be exactly the desired statement.
-func tryDropColumns(ctx context.Context, db *sql.DB, have, want SchemaObject) ([]string, bool) {
+func tryDropColumns(ctx context.Context, db *sql.DB, have, want engine.SchemaObject) ([]string, bool) {
 	hc, _, ok1 := tableDefs(have.SQL)
 	wc, _, ok2 := tableDefs(want.SQL)
 	if !ok1 || !ok2 || len(wc) >= len(hc) || len(wc) == 0 {
@@ -566,7 +568,7 @@ func tryDropColumns(ctx context.Context, db *sql.DB, have, want SchemaObject) ([
 	j := 0
 	for _, c := range hc {
 		if j < len(wc) && strings.EqualFold(c.name, wc[j].name) {
-			if NormalizeSQL(c.text) != NormalizeSQL(wc[j].text) {
+			if engine.NormalizeSQL(c.text) != engine.NormalizeSQL(wc[j].text) {
 				return nil, false
 			}
 			j++
@@ -612,12 +614,12 @@ func alterReaches(ctx context.Context, db *sql.DB, stmts []string, table, wantSQ
 	if err := conn.QueryRowContext(ctx, `SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = ?`, table).Scan(&got); err != nil {
 		return false
 	}
-	return unquoteCreateName(NormalizeSQL(got)) == unquoteCreateName(NormalizeSQL(wantSQL))
+	return unquoteCreateName(engine.NormalizeSQL(got)) == unquoteCreateName(engine.NormalizeSQL(wantSQL))
 }
 
 // checkRename refuses a rename the two schemas do not support.
-func checkRename(r Rename, have, want []SchemaObject) error {
-	cols := func(objs []SchemaObject) (map[string]bool, bool) {
+func checkRename(r Rename, have, want []engine.SchemaObject) error {
+	cols := func(objs []engine.SchemaObject) (map[string]bool, bool) {
 		for _, o := range objs {
 			if o.Type == "table" && strings.EqualFold(o.Name, r.Table) {
 				defs, _, ok := tableDefs(o.SQL)

@@ -1,4 +1,4 @@
-package engine
+package schema
 
 import (
 	"bufio"
@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/shoal-dev/shoal/engine"
 )
 
 // The sum file (shoal.sum, in the migrations directory) lists every
@@ -40,7 +42,7 @@ type SumEntry struct {
 // MigrationFile is a migration file found in a directory listing.
 type MigrationFile struct {
 	File string
-	Name MigrationName
+	Name engine.MigrationName
 }
 
 // ListMigrationFiles lists the migration files at the top level of fsys in
@@ -54,10 +56,10 @@ func ListMigrationFiles(fsys fs.FS) ([]MigrationFile, error) {
 	}
 	var out []MigrationFile
 	for _, e := range entries {
-		if e.IsDir() || ignoredName(e.Name()) {
+		if e.IsDir() {
 			continue
 		}
-		n, ok, err := ParseName(e.Name())
+		n, ok, err := engine.ParseName(e.Name())
 		if err != nil {
 			return nil, fmt.Errorf("%s: %v", e.Name(), err)
 		}
@@ -76,7 +78,7 @@ func ListMigrationFiles(fsys fs.FS) ([]MigrationFile, error) {
 
 // ComputeSum returns the sum entries of the migration files in fsys.
 func ComputeSum(fsys fs.FS) ([]SumEntry, error) {
-	if lf, _, err := LayoutFiles(fsys, ""); err == nil && lf != nil {
+	if lf, _, err := engine.LayoutFiles(fsys, ""); err == nil && lf != nil {
 		// Another tool's layout: every file of every migration (down parts
 		// and side files included), in version order.
 		out := make([]SumEntry, 0, len(lf))
@@ -85,7 +87,7 @@ func ComputeSum(fsys fs.FS) ([]SumEntry, error) {
 			if err != nil {
 				return nil, err
 			}
-			out = append(out, SumEntry{File: f, Checksum: Checksum(data)})
+			out = append(out, SumEntry{File: f, Checksum: engine.Checksum(data)})
 		}
 		return out, nil
 	}
@@ -99,7 +101,7 @@ func ComputeSum(fsys fs.FS) ([]SumEntry, error) {
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, SumEntry{File: f.File, Checksum: Checksum(data)})
+		out = append(out, SumEntry{File: f.File, Checksum: engine.Checksum(data)})
 	}
 	return out, nil
 }
@@ -143,7 +145,7 @@ func ParseSum(data []byte) (entries []SumEntry, total string, err error) {
 		}
 		file, sum, ok := sumLine(t)
 		if !ok {
-			return nil, "", fmt.Errorf("%s line %d: want \"<file> <checksum>\" or \"total <hash>\", got %q: run `shoal hash` to rewrite it", SumFile, line, t)
+			return nil, "", fmt.Errorf("%s line %d: want \"<file> <checksum>\" or \"total <hash>\", got %q: run `shoal hash` to rewrite it", engine.SumFile, line, t)
 		}
 		if file == "total" {
 			total = sum
@@ -173,12 +175,12 @@ func sumLine(t string) (file, sum string, ok bool) {
 // migration files, and returns one message per difference, each saying what
 // to do. No sum file: no problems.
 func VerifySum(fsys fs.FS) ([]string, error) {
-	data, err := fs.ReadFile(fsys, SumFile)
+	data, err := fs.ReadFile(fsys, engine.SumFile)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("cannot read %s: %w", SumFile, err)
+		return nil, fmt.Errorf("cannot read %s: %w", engine.SumFile, err)
 	}
 	recorded, total, err := ParseSum(data)
 	if err != nil {
@@ -199,18 +201,18 @@ func VerifySum(fsys fs.FS) ([]string, error) {
 		sum, ok := rec[e.File]
 		switch {
 		case !ok:
-			out = append(out, fmt.Sprintf("%s is not in %s: run `shoal hash` (or create migrations with `shoal new`), and commit %s with it", e.File, SumFile, SumFile))
+			out = append(out, fmt.Sprintf("%s is not in %s: run `shoal hash` (or create migrations with `shoal new`), and commit %s with it", e.File, engine.SumFile, engine.SumFile))
 		case sum != e.Checksum:
-			out = append(out, fmt.Sprintf("%s changed since %s was written: never edit a migration that is applied anywhere (add a new one); if it is not applied yet, run `shoal hash`", e.File, SumFile))
+			out = append(out, fmt.Sprintf("%s changed since %s was written: never edit a migration that is applied anywhere (add a new one); if it is not applied yet, run `shoal hash`", e.File, engine.SumFile))
 		}
 	}
 	for _, e := range recorded {
 		if _, ok := act[e.File]; !ok {
-			out = append(out, fmt.Sprintf("%s lists %s, which is not in the directory: restore it, or run `shoal hash` if it was renamed on purpose", SumFile, e.File))
+			out = append(out, fmt.Sprintf("%s lists %s, which is not in the directory: restore it, or run `shoal hash` if it was renamed on purpose", engine.SumFile, e.File))
 		}
 	}
 	if len(out) == 0 && total != sumTotal(recorded) {
-		out = append(out, fmt.Sprintf("the total line of %s is wrong (edited by hand, or a merge kept one side's total): run `shoal hash`", SumFile))
+		out = append(out, fmt.Sprintf("the total line of %s is wrong (edited by hand, or a merge kept one side's total): run `shoal hash`", engine.SumFile))
 	}
 	return out, nil
 }
@@ -229,7 +231,7 @@ func writeSum(dir string, baseline int64, setBaseline bool) (bool, error) {
 		return false, err
 	}
 	data := FormatSum(entries)
-	path := filepath.Join(dir, SumFile)
+	path := filepath.Join(dir, engine.SumFile)
 	old, oldErr := os.ReadFile(path)
 	if !setBaseline && oldErr == nil {
 		if v, ok, err := SumBaseline(old); err == nil && ok {
