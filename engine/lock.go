@@ -11,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/shoal-dev/shoal/internal/retry"
 )
 
 // lockSuffix names the migrator lock beside each DB. It is a separate file
@@ -50,7 +52,7 @@ func acquireLock(ctx context.Context, db string, timeout time.Duration) (*fileLo
 			Hint: "shoal needs write access to the DB's directory (for its lock and SQLite's journal)"}
 	}
 	deadline := time.Now().Add(timeout)
-	wait := time.Millisecond
+	wait := retry.Backoff{Initial: time.Millisecond, Max: 64 * time.Millisecond}
 	for {
 		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
 		if err == nil {
@@ -66,16 +68,9 @@ func acquireLock(ctx context.Context, db string, timeout time.Duration) (*fileLo
 				Detail: fmt.Sprintf("another migrator held %s for more than %s", p, timeout),
 				Hint:   "wait for it to finish or raise --busy-timeout"}
 		}
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if err := wait.Wait(ctx); err != nil {
 			f.Close()
-			return nil, ctx.Err()
-		case <-t.C:
-		}
-		if wait < 50*time.Millisecond {
-			wait *= 2
+			return nil, err
 		}
 	}
 }

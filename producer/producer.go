@@ -20,6 +20,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/shoal-dev/shoal/engine"
 	"github.com/shoal-dev/shoal/fleet"
+	"github.com/shoal-dev/shoal/internal/retry"
 	"github.com/shoal-dev/shoal/tenants"
 	"go.uber.org/zap"
 )
@@ -458,9 +459,9 @@ func publishRetry(ctx context.Context, js jetstream.JetStream, subject string, d
 
 // publishSync publishes msg until the server stores it, retrying transient
 // failures (no responders, timeouts, reconnects) with backoff until ctx
-// ends; retry, if set, is told about each failure retried.
-func publishSync(ctx context.Context, js jetstream.JetStream, msg *nats.Msg, retry func(error)) (*jetstream.PubAck, error) {
-	backoff := 100 * time.Millisecond
+// ends; onRetry, if set, is told about each failure retried.
+func publishSync(ctx context.Context, js jetstream.JetStream, msg *nats.Msg, onRetry func(error)) (*jetstream.PubAck, error) {
+	backoff := retry.Backoff{Initial: 100 * time.Millisecond, Max: 2 * time.Second}
 	for {
 		m := nats.NewMsg(msg.Subject)
 		m.Data, m.Header = msg.Data, msg.Header
@@ -477,15 +478,12 @@ func publishSync(ctx context.Context, js jetstream.JetStream, msg *nats.Msg, ret
 		if errors.As(err, &apiErr) && apiErr.Code != 503 {
 			return nil, err
 		}
-		if retry != nil {
-			retry(err)
+		if onRetry != nil {
+			onRetry(err)
 		}
-		select {
-		case <-time.After(backoff):
-		case <-ctx.Done():
-			return nil, ctx.Err()
+		if err := backoff.Wait(ctx); err != nil {
+			return nil, err
 		}
-		backoff = min(2*backoff, 2*time.Second)
 	}
 }
 

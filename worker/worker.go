@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/shoal-dev/shoal/engine"
 	"github.com/shoal-dev/shoal/fleet"
+	"github.com/shoal-dev/shoal/internal/retry"
 	"github.com/shoal-dev/shoal/tenants"
 	"go.uber.org/zap"
 )
@@ -240,7 +241,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	slots := make(chan struct{}, w.o.Concurrency)
 	publishSlots := make(chan struct{}, w.o.Concurrency)
 	var wg sync.WaitGroup
-	backoff := 100 * time.Millisecond
+	backoff := retry.Backoff{Initial: 100 * time.Millisecond, Max: 5 * time.Second}
 	var lastSweep time.Time
 	for ctx.Err() == nil {
 		if !w.ready.Load() {
@@ -251,12 +252,9 @@ func (w *Worker) Run(ctx context.Context) error {
 				if ctx.Err() != nil {
 					break
 				}
-				w.log.Warn("cannot provision the consumers, retrying", zap.Error(err), zap.Duration("in", backoff))
-				select {
-				case <-time.After(backoff):
-				case <-ctx.Done():
-				}
-				backoff = min(2*backoff, 5*time.Second)
+				d := backoff.Next()
+				w.log.Warn("cannot provision the consumers, retrying", zap.Error(err), zap.Duration("in", d))
+				retry.Sleep(ctx, d)
 				continue
 			}
 		}
@@ -326,15 +324,12 @@ func (w *Worker) Run(ctx context.Context) error {
 				// at the top of the loop.
 				w.ready.Store(false)
 			}
-			w.log.Warn("pull failed, retrying", zap.Error(err), zap.Duration("in", backoff))
-			select {
-			case <-time.After(backoff):
-			case <-ctx.Done():
-			}
-			backoff = min(2*backoff, 5*time.Second)
+			d := backoff.Next()
+			w.log.Warn("pull failed, retrying", zap.Error(err), zap.Duration("in", d))
+			retry.Sleep(ctx, d)
 			continue
 		}
-		backoff = 100 * time.Millisecond
+		backoff.Reset()
 	}
 	w.log.Info("stopping: finishing in-flight jobs", zap.Duration("timeout", w.o.ShutdownTimeout))
 	wg.Wait()
@@ -678,7 +673,7 @@ func (w *Worker) migrate(ctx context.Context, job fleet.Job, path string) (res *
 // through reconnects until ctx ends; a job the stream no longer holds is
 // settled.
 func (w *Worker) settle(ctx context.Context, msg jetstream.Msg, seq uint64, ack bool) error {
-	backoff := 100 * time.Millisecond
+	backoff := retry.Backoff{Initial: 100 * time.Millisecond, Max: 2 * time.Second}
 	for {
 		actx, cancel := context.WithTimeout(ctx, 3*time.Second)
 		var err error
@@ -700,12 +695,9 @@ func (w *Worker) settle(ctx context.Context, msg jetstream.Msg, seq uint64, ack 
 		if ctx.Err() != nil || w.nc.IsClosed() {
 			return err
 		}
-		select {
-		case <-time.After(backoff):
-		case <-ctx.Done():
+		if backoff.Wait(ctx) != nil {
 			return err
 		}
-		backoff = min(2*backoff, 2*time.Second)
 	}
 }
 
@@ -863,11 +855,7 @@ func (w *Worker) result(job fleet.Job, res *engine.Result, err error, attempt in
 }
 
 func (w *Worker) backoff(attempt int) time.Duration {
-	d := w.o.Backoff
-	for i := 1; i < attempt && d < w.o.MaxBackoff; i++ {
-		d *= 2
-	}
-	return min(d, w.o.MaxBackoff)
+	return retry.Delay(w.o.Backoff, w.o.MaxBackoff, attempt)
 }
 
 // errUnpublishable: the server refuses the result for good (too large
@@ -888,7 +876,8 @@ func (w *Worker) publish(ctx context.Context, r fleet.Result, seq uint64) error 
 	subj := w.o.Settings.ResultSubject(runID)
 	r = fleet.BoundResult(r, fleet.MaxResultErrorBytes)
 	shrunk := false
-	backoff := 100 * time.Millisecond
+	// 100ms doubling while below 2s: at most 3.2s.
+	backoff := retry.Backoff{Initial: 100 * time.Millisecond, Max: 3200 * time.Millisecond}
 	for {
 		data, err := json.Marshal(r)
 		if err != nil {
@@ -927,13 +916,8 @@ func (w *Worker) publish(ctx context.Context, r fleet.Result, seq uint64) error 
 		if ctx.Err() != nil || w.nc.IsClosed() {
 			return fmt.Errorf("publish result: %w", err)
 		}
-		select {
-		case <-time.After(backoff):
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-		if backoff < 2*time.Second {
-			backoff *= 2
+		if err := backoff.Wait(ctx); err != nil {
+			return err
 		}
 	}
 }
