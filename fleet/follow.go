@@ -42,24 +42,7 @@ func Follow(ctx context.Context, js jetstream.JetStream, names Names, runID stri
 		}
 		return explain(err, "")
 	}
-	readManifest := func() {
-		if o.NoManifest {
-			return
-		}
-		if m := t.Manifest(); m != nil && m.Complete {
-			return
-		}
-		mctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		defer cancel()
-		raw, err := stream.GetLastMsgForSubject(mctx, names.ManifestSubject(runID))
-		if err != nil {
-			return
-		}
-		var m Manifest
-		if json.Unmarshal(raw.Data, &m) == nil {
-			t.SetManifest(m)
-		}
-	}
+	readManifest := func() { followManifest(ctx, stream, names, runID, t, o) }
 	readManifest()
 
 	// How many results are stored now: without Follow, read that many.
@@ -180,5 +163,26 @@ func Follow(ctx context.Context, js jetstream.JetStream, names Names, runID stri
 				return nil
 			}
 		}
+	}
+}
+
+// followManifest reads the run's manifest (for the total) into t, unless
+// o.NoManifest or t already has the complete one.
+func followManifest(ctx context.Context, stream jetstream.Stream, names Names, runID string, t *Tracker, o FollowOptions) {
+	if o.NoManifest {
+		return
+	}
+	if m := t.Manifest(); m != nil && m.Complete {
+		return
+	}
+	mctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	raw, err := stream.GetLastMsgForSubject(mctx, names.ManifestSubject(runID))
+	if err != nil {
+		return
+	}
+	var m Manifest
+	if json.Unmarshal(raw.Data, &m) == nil {
+		t.SetManifest(m)
 	}
 }
