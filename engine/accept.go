@@ -22,7 +22,7 @@ func (e *Engine) Accept(ctx context.Context, path string, versions []int64) ([]A
 		return nil, err
 	}
 	if !exists {
-		return nil, &DBError{Path: path, Kind: ErrNotFound}
+		return nil, &Error{Path: path, Kind: ErrNotFound}
 	}
 	db, err := openDB(path, e.opts.BusyTimeout, false)
 	if err != nil {
@@ -51,7 +51,7 @@ func (e *Engine) Accept(ctx context.Context, path string, versions []int64) ([]A
 		}
 		m, ok := e.byVersion[v]
 		if !ok {
-			return nil, &DBError{Path: path, Kind: ErrAhead, Detail: fmt.Sprintf("version %d has no migration file", v)}
+			return nil, &Error{Path: path, Kind: ErrAhead, Detail: fmt.Sprintf("version %d has no migration file", v)}
 		}
 		if m.Checksum != h.Checksum {
 			out = append(out, Accepted{Version: v, File: m.File, OldChecksum: h.Checksum, NewChecksum: m.Checksum})

@@ -89,9 +89,9 @@ func (h *foreignHistory) version() int64 {
 	return h.applied[len(h.applied)-1]
 }
 
-// adoptRefusal is an EnrollError about another tool's history.
+// adoptRefusal is an *Error (ErrEnroll) about another tool's history.
 func adoptRefusal(path, tool string, v int64, format string, args ...any) error {
-	return &EnrollError{Path: path, Version: v, From: tool, Reason: fmt.Sprintf(format, args...)}
+	return &Error{Kind: ErrEnroll, Path: path, Version: v, From: tool, Detail: fmt.Sprintf(format, args...)}
 }
 
 // readForeignHistory reads the history of o.From, or of the one tool whose
@@ -108,7 +108,7 @@ func (e *Engine) readForeignHistory(ctx context.Context, path string, conn *sql.
 		from := strings.ToLower(o.From)
 		read, ok := a.readers()[from]
 		if !ok {
-			return nil, &EnrollError{Path: path, From: o.From, Reason: fmt.Sprintf("unknown tool %q for --from: use one of %s", o.From, strings.Join(AdoptTools(), ", "))}
+			return nil, &Error{Kind: ErrEnroll, Path: path, From: o.From, Detail: fmt.Sprintf("unknown tool %q for --from: use one of %s", o.From, strings.Join(AdoptTools(), ", "))}
 		}
 		h, err := read()
 		if err != nil {
@@ -545,9 +545,8 @@ func (e *Engine) MigrateAdopting(ctx context.Context, path string, mo MigrateOpt
 		if res, err := e.Migrate(ctx, path, mo); !errors.Is(err, ErrUnmanaged) {
 			return res, nil, err
 		}
-		var ee *EnrollError
-		if errors.As(eerr, &ee) {
-			return nil, nil, &DBError{Path: path, Kind: ErrUnmanaged, Detail: "cannot take over its history", Err: eerr,
+		if errors.Is(eerr, ErrEnroll) {
+			return nil, nil, &Error{Path: path, Kind: ErrUnmanaged, Detail: "cannot take over its history", Err: eerr,
 				Hint: "fix what the message says, or adopt it with `shoal enroll --db " + path + "`"}
 		}
 		return nil, nil, eerr

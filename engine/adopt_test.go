@@ -176,7 +176,7 @@ func TestAdoptGolangMigrate(t *testing.T) {
 	}
 	before := fileBytes(t, p)
 	_, err = e.EnrollWith(ctx(t), p, EnrollOptions{From: "golang-migrate"})
-	var ee *EnrollError
+	var ee *Error
 	if !errors.As(err, &ee) || !errors.Is(err, ErrEnroll) || !strings.Contains(err.Error(), "dirty") || ee.Version != 2 {
 		t.Fatalf("want a dirty refusal naming version 2, got %v", err)
 	}

@@ -19,7 +19,7 @@ import (
 )
 
 // Sentinels of the safety helpers (backup and restore). Their errors are
-// *SafetyError values that also wrap ErrCorrupt, ErrLocked or ErrNotFound
+// *Error values (Op "backup" or "restore") that also wrap ErrCorrupt, ErrLocked or ErrNotFound
 // when that is the cause, so errors.Is works for both.
 var (
 	// ErrBackup: a backup could not be taken; nothing was left behind.
@@ -27,54 +27,6 @@ var (
 	// ErrRestore: a restore was refused or failed; the DB was left as it was.
 	ErrRestore = errors.New("restore failed")
 )
-
-// SafetyError says which database and which backup file or directory a
-// backup or restore problem is about, what SQLite or the OS said and what to
-// do.
-type SafetyError struct {
-	Op     string // "backup" or "restore"
-	Path   string // the database file
-	File   string // the backup file or directory concerned, "" if none
-	Kind   error  // ErrBackup or ErrRestore
-	Cause  error  // ErrCorrupt, ErrLocked, ErrNotFound or nil
-	Detail string // what was found
-	Hint   string // what to do
-	Err    error  // underlying cause (SQLite's or the OS's message), may be nil
-}
-
-func (e *SafetyError) Error() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "%s of %s", e.Op, e.Path)
-	if e.Kind == ErrRestore {
-		b.WriteString(" refused or failed")
-	} else {
-		b.WriteString(" failed")
-	}
-	if e.File != "" {
-		fmt.Fprintf(&b, ": %s", e.File)
-	}
-	if e.Detail != "" {
-		fmt.Fprintf(&b, ": %s", e.Detail)
-	}
-	if e.Err != nil {
-		fmt.Fprintf(&b, ": %v", e.Err)
-	}
-	if e.Hint != "" {
-		fmt.Fprintf(&b, " (%s)", e.Hint)
-	}
-	return b.String()
-}
-
-func (e *SafetyError) Unwrap() []error {
-	errs := []error{e.Kind}
-	if e.Cause != nil {
-		errs = append(errs, e.Cause)
-	}
-	if e.Err != nil {
-		errs = append(errs, e.Err)
-	}
-	return errs
-}
 
 // BackupOptions say where backups go and how many are kept.
 type BackupOptions struct {
@@ -115,7 +67,7 @@ const backupStepPages = 4096
 // backups never share a name. On any error nothing is left behind.
 func Backup(ctx context.Context, path string, o BackupOptions) (string, error) {
 	fail := func(file string, cause error, detail, hint string, err error) error {
-		return &SafetyError{Op: "backup", Path: path, File: file, Kind: ErrBackup, Cause: cause, Detail: detail, Hint: hint, Err: err}
+		return &Error{Op: "backup", Path: path, File: file, Kind: ErrBackup, Cause: cause, Detail: detail, Hint: hint, Err: err}
 	}
 	st, err := os.Stat(path)
 	if err != nil {
@@ -139,8 +91,8 @@ func Backup(ctx context.Context, path string, o BackupOptions) (string, error) {
 	}
 	final, err := placeBackup(path, o, fail, func(tmpName string) error {
 		if err := onlineBackup(ctx, path, tmpName); err != nil {
-			var se *SafetyError
-			if errors.As(err, &se) {
+			var se *Error
+			if errors.As(err, &se) && se.Op != "" {
 				return err
 			}
 			if ctx.Err() != nil {
@@ -234,7 +186,7 @@ func placeBackup(path string, o BackupOptions, fail func(file string, cause erro
 // file before it is given its name.
 var placeBackupHook func(tmp string)
 
-// dirProblem is a backup directory problem, turned into a SafetyError.
+// dirProblem is a backup directory problem, turned into an *Error (Op "backup").
 type dirProblem struct {
 	dir, detail, hint string
 	err               error

@@ -46,7 +46,7 @@ func (e *Engine) Down(ctx context.Context, path string, to int64) (*Result, erro
 		return nil, err
 	}
 	if !st.managed && st.userObjects > 0 {
-		return nil, &DBError{Path: path, Kind: ErrUnmanaged, Hint: "adopt it with `shoal enroll` first"}
+		return nil, &Error{Path: path, Kind: ErrUnmanaged, Hint: "adopt it with `shoal enroll` first"}
 	}
 	res.From, res.To = st.version, st.version
 	steps, err := e.downPlan(path, st, to)
@@ -80,7 +80,7 @@ func (e *Engine) downPlan(path string, st *dbState, to int64) ([]*Migration, err
 		steps = append(steps, m)
 	}
 	if len(missing) > 0 {
-		return nil, &DBError{Path: path, Kind: ErrNoDown, Detail: "no down part in " + strings.Join(missing, ", "),
+		return nil, &Error{Path: path, Kind: ErrNoDown, Detail: "no down part in " + strings.Join(missing, ", "),
 			Hint: "add a -- migrate:down section, or restore a backup instead; nothing was changed"}
 	}
 	sort.Slice(steps, func(i, j int) bool { return steps[i].Version > steps[j].Version })

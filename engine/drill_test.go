@@ -54,7 +54,7 @@ PRAGMA max_page_count = 8;
 WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 10000)
 INSERT INTO big SELECT hex(randomblob(100)) FROM c;`
 	_, err := newEngine(t, files).Migrate(ctx(t), p, MigrateOptions{})
-	var me *MigrationError
+	var me *Error
 	if !errors.As(err, &me) || me.Statement != 3 || !strings.Contains(err.Error(), "full") {
 		t.Fatalf("want a disk-full failure at statement 3, got %v", err)
 	}

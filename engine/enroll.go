@@ -5,38 +5,10 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"strings"
 )
 
 // ErrEnroll: a DB could not be adopted (its schema matches no version).
 var ErrEnroll = errors.New("cannot enroll database")
-
-// EnrollError explains why a DB's schema does not match the migrations.
-type EnrollError struct {
-	Path    string
-	Version int64 // the version compared against (0: none matched)
-	// From names the tool whose history was read ("" when none).
-	From   string
-	Diffs  []SchemaDiff
-	Reason string
-}
-
-func (e *EnrollError) Error() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "%s: cannot enroll: %s", e.Path, e.Reason)
-	for _, d := range e.Diffs {
-		fmt.Fprintf(&b, "\n  %s %s %s", d.Change, d.Type, d.Name)
-		if d.Want != "" {
-			fmt.Fprintf(&b, "\n    migrations: %s", d.Want)
-		}
-		if d.Got != "" {
-			fmt.Fprintf(&b, "\n    database:   %s", d.Got)
-		}
-	}
-	return b.String()
-}
-
-func (e *EnrollError) Unwrap() error { return ErrEnroll }
 
 // Enrolled says how a DB was adopted.
 type Enrolled struct {
@@ -77,14 +49,14 @@ func (e *Engine) EnrollWith(ctx context.Context, path string, o EnrollOptions) (
 		return nil, err
 	}
 	if !exists {
-		return nil, &DBError{Path: path, Kind: ErrNotFound, Hint: "enroll adopts an existing database; a new one needs only `shoal migrate`"}
+		return nil, &Error{Path: path, Kind: ErrNotFound, Hint: "enroll adopts an existing database; a new one needs only `shoal migrate`"}
 	}
 	if version < 0 || version > e.head {
-		return nil, &EnrollError{Path: path, Version: version, Reason: fmt.Sprintf("--version %d is not between 1 and head %d", version, e.head)}
+		return nil, &Error{Kind: ErrEnroll, Path: path, Version: version, Detail: fmt.Sprintf("--version %d is not between 1 and head %d", version, e.head)}
 	}
 	if version > 0 {
 		if _, ok := e.byVersion[version]; !ok {
-			return nil, &EnrollError{Path: path, Version: version, Reason: fmt.Sprintf("there is no migration %d", version)}
+			return nil, &Error{Kind: ErrEnroll, Path: path, Version: version, Detail: fmt.Sprintf("there is no migration %d", version)}
 		}
 	}
 	db, err := openDB(path, e.opts.BusyTimeout, false)
@@ -107,7 +79,7 @@ func (e *Engine) EnrollWith(ctx context.Context, path string, o EnrollOptions) (
 		return nil, err
 	}
 	if st.managed {
-		return nil, &EnrollError{Path: path, Reason: fmt.Sprintf("it is already managed by shoal (version %d)", st.version)}
+		return nil, &Error{Kind: ErrEnroll, Path: path, Detail: fmt.Sprintf("it is already managed by shoal (version %d)", st.version)}
 	}
 	if err := quickCheck(ctx, path, conn); err != nil {
 		return nil, err
@@ -119,16 +91,16 @@ func (e *Engine) EnrollWith(ctx context.Context, path string, o EnrollOptions) (
 			return nil, err
 		}
 		if h == nil && o.requireHistory {
-			return nil, &EnrollError{Path: path, Reason: "it has tables but no other migration tool's history table to take over: adopt it by its schema with `shoal enroll`"}
+			return nil, &Error{Kind: ErrEnroll, Path: path, Detail: "it has tables but no other migration tool's history table to take over: adopt it by its schema with `shoal enroll`"}
 		}
 		if h != nil {
 			from = h.tool
 			if version > 0 && version != h.version() {
-				return nil, &EnrollError{Path: path, Version: version, From: h.tool, Reason: fmt.Sprintf(
+				return nil, &Error{Kind: ErrEnroll, Path: path, Version: version, From: h.tool, Detail: fmt.Sprintf(
 					"--version %d differs from %s, which says %d: leave --version out to take the tool's position, or --from out to check the schema at %d", version, h.source(), h.version(), version)}
 			}
 			if h.version() == 0 {
-				return nil, &EnrollError{Path: path, From: h.tool, Reason: fmt.Sprintf(
+				return nil, &Error{Kind: ErrEnroll, Path: path, From: h.tool, Detail: fmt.Sprintf(
 					"%s records no applied migration, but the database has tables: migrate it with that tool first, or enroll with --version after checking its schema", h.source())}
 			}
 			version, source = h.version(), h.source()
@@ -165,11 +137,11 @@ func (e *Engine) EnrollWith(ctx context.Context, path string, o EnrollOptions) (
 		}
 	}
 	if len(candidates) == 1 {
-		return nil, &EnrollError{Path: path, Version: version, From: from, Diffs: firstDiff,
-			Reason: fmt.Sprintf("its schema differs from what migrations 1..%d produce (per %s)", version, source)}
+		return nil, &Error{Kind: ErrEnroll, Path: path, Version: version, From: from, Diffs: firstDiff,
+			Detail: fmt.Sprintf("its schema differs from what migrations 1..%d produce (per %s)", version, source)}
 	}
-	return nil, &EnrollError{Path: path, Diffs: firstDiff,
-		Reason: "its schema matches no migration version; differences from head follow"}
+	return nil, &Error{Kind: ErrEnroll, Path: path, Diffs: firstDiff,
+		Detail: "its schema matches no migration version; differences from head follow"}
 }
 
 // recordEnrollment writes history rows 1..v in one transaction.

@@ -45,7 +45,7 @@ func TestEnrollRefusesMismatch(t *testing.T) {
 	execAll(t, p, "CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT)") // NOT NULL missing
 	before := fileBytes(t, p)
 	_, err := newEngine(t, enrollFiles).Enroll(ctx(t), p, 1)
-	var ee *EnrollError
+	var ee *Error
 	if !errors.As(err, &ee) || !errors.Is(err, ErrEnroll) || len(ee.Diffs) != 1 || ee.Diffs[0].Change != SchemaDifferent || ee.Diffs[0].Name != "users" {
 		t.Fatalf("want one 'different users' diff, got %v", err)
 	}

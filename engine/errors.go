@@ -149,17 +149,58 @@ func (e *DirError) Unwrap() []error {
 	return []error{ErrInvalidDir}
 }
 
-// DBError is a refusal or a problem with one database file, saying which file
-// and what to do.
-type DBError struct {
-	Path   string
-	Kind   error  // one of the sentinels
+// Error is the engine's error about one database: a refusal, a failed
+// migration, a backup or restore problem, or an enrollment it refused. It
+// says which file, what was found (Detail), what SQLite or the OS said
+// (Err) and what to do (Hint), and wraps its sentinels: errors.Is(err,
+// Kind) and errors.Is(err, Cause) hold, as does errors.Is with Err's chain.
+//
+// The fields a kind of failure fills:
+//   - every one: Path, Kind, and Detail, Hint, Err when there is something to say;
+//   - a failed migration (Kind [ErrMigration], File set): Version, File,
+//     Statement and Line (0 when not about one statement), SQL, Down,
+//     Output (a script's stdout and stderr), RunRolledBack (nothing of the
+//     run remains), Removed (the file the run created was removed again),
+//     Cause (a more precise sentinel: [ErrDiskFull], [ErrTxControl]); the
+//     DB is left exactly as before the failed segment;
+//   - a backup or restore (Op "backup" or "restore", Kind [ErrBackup] or
+//     [ErrRestore]): File (the backup file or directory concerned), Cause
+//     ([ErrCorrupt], [ErrLocked], [ErrNotFound]);
+//   - a refused enrollment (Kind [ErrEnroll]): Version (the version
+//     compared against, 0: none matched), From (the tool whose history was
+//     read), Diffs (the schema differences), Detail (the reason).
+type Error struct {
+	Op     string // "backup" or "restore"; "" for everything else
+	Path   string // the database file
+	File   string // the migration file(s), or the backup file or directory
+	Kind   error  // the sentinel (ErrMigration, ErrUnmanaged, ErrBackup, ...)
+	Cause  error  // a second, more precise sentinel, may be nil
 	Detail string // what was found
 	Hint   string // what to do
-	Err    error  // underlying cause (SQLite's message), may be nil
+	Err    error  // underlying cause (SQLite's or the OS's message), may be nil
+
+	Version       int64
+	Statement     int // 1-based statement number in the section
+	Line          int // the line that statement starts on
+	SQL           string
+	Down          bool
+	Output        string
+	RunRolledBack bool
+	Removed       bool
+
+	From  string
+	Diffs []SchemaDiff
 }
 
-func (e *DBError) Error() string {
+func (e *Error) Error() string {
+	switch {
+	case e.Op != "":
+		return e.safetyMessage()
+	case e.Kind == ErrEnroll:
+		return e.enrollMessage()
+	case e.isMigration():
+		return e.migrationMessage()
+	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s: %v", e.Path, e.Kind)
 	if e.Detail != "" {
@@ -174,41 +215,20 @@ func (e *DBError) Error() string {
 	return b.String()
 }
 
-func (e *DBError) Unwrap() []error {
-	if e.Err != nil {
-		return []error{e.Kind, e.Err}
+func (e *Error) Unwrap() []error {
+	errs := make([]error, 0, 3)
+	for _, err := range []error{e.Kind, e.Cause, e.Err} {
+		if err != nil {
+			errs = append(errs, err)
+		}
 	}
-	return []error{e.Kind}
+	return errs
 }
 
-// MigrationError says which migration failed, where, and what SQLite said.
-// The DB is left exactly as before the failed segment.
-type MigrationError struct {
-	Path    string
-	Version int64
-	File    string
-	// Statement is the 1-based statement number in the section, Line the
-	// line it starts on; both 0 when not about one statement.
-	Statement int
-	Line      int
-	SQL       string
-	Down      bool
-	// Output is a script's captured stdout and stderr.
-	Output string
-	Err    error
-	// RunRolledBack: nothing of this run remains, the DB is as it was
-	// before the run (not only before the failed step). Removed: the DB
-	// file did not exist before the run and was removed again.
-	RunRolledBack bool
-	Removed       bool
-	// Kind, when set, is a more precise sentinel (ErrDiskFull,
-	// ErrTxControl) that errors.Is also matches; Hint then replaces the
-	// usual "fix the migration and run again".
-	Kind error
-	Hint string
-}
+// isMigration reports an error about one migration (or one segment's files).
+func (e *Error) isMigration() bool { return e.Kind == ErrMigration && e.File != "" }
 
-func (e *MigrationError) Error() string {
+func (e *Error) migrationMessage() string {
 	var b strings.Builder
 	dir := "up"
 	if e.Down {
@@ -238,11 +258,61 @@ func (e *MigrationError) Error() string {
 	return b.String()
 }
 
-func (e *MigrationError) Unwrap() []error {
-	if e.Kind != nil {
-		return []error{ErrMigration, e.Kind, e.Err}
+func (e *Error) safetyMessage() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s of %s", e.Op, e.Path)
+	if e.Kind == ErrRestore {
+		b.WriteString(" refused or failed")
+	} else {
+		b.WriteString(" failed")
 	}
-	return []error{ErrMigration, e.Err}
+	if e.File != "" {
+		fmt.Fprintf(&b, ": %s", e.File)
+	}
+	if e.Detail != "" {
+		fmt.Fprintf(&b, ": %s", e.Detail)
+	}
+	if e.Err != nil {
+		fmt.Fprintf(&b, ": %v", e.Err)
+	}
+	if e.Hint != "" {
+		fmt.Fprintf(&b, " (%s)", e.Hint)
+	}
+	return b.String()
+}
+
+func (e *Error) enrollMessage() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s: cannot enroll: %s", e.Path, e.Detail)
+	for _, d := range e.Diffs {
+		fmt.Fprintf(&b, "\n  %s %s %s", d.Change, d.Type, d.Name)
+		if d.Want != "" {
+			fmt.Fprintf(&b, "\n    migrations: %s", d.Want)
+		}
+		if d.Got != "" {
+			fmt.Fprintf(&b, "\n    database:   %s", d.Got)
+		}
+	}
+	return b.String()
+}
+
+// dbError returns err's *Error about a database that is neither a failed
+// migration, a backup or restore, nor an enrollment, if any.
+func dbError(err error) (*Error, bool) {
+	var de *Error
+	if errors.As(err, &de) && de.Op == "" && de.Kind != ErrEnroll && !de.isMigration() {
+		return de, true
+	}
+	return nil, false
+}
+
+// migrationError returns err's *Error about a failed migration, if any.
+func migrationError(err error) (*Error, bool) {
+	var me *Error
+	if errors.As(err, &me) && me.isMigration() {
+		return me, true
+	}
+	return nil, false
 }
 
 // Errors of steps that run on a private copy, and of side files.

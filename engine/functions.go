@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"database/sql/driver"
-	"errors"
 	"fmt"
 	"regexp"
 	"strings"
@@ -97,9 +96,8 @@ func MissingFunction(err error) (string, bool) {
 	if err == nil {
 		return "", false
 	}
-	var me *MigrationError
 	msg := err.Error()
-	if errors.As(err, &me) && me.Err != nil {
+	if me, ok := migrationError(err); ok && me.Err != nil {
 		msg = me.Err.Error()
 	}
 	m := reNoSuchFunction.FindStringSubmatch(msg)

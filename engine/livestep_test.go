@@ -316,7 +316,7 @@ sys.exit(1)
 			w.waitFirst(t)
 			_, err := newEngine(t, files).Migrate(ctx(t), p, MigrateOptions{})
 			ids := w.finish(t)
-			var me *MigrationError
+			var me *Error
 			if !errors.As(err, &me) || me.File != "0002_s.py" || !strings.Contains(err.Error(), "the database was not changed") {
 				t.Fatalf("want the script's failure saying the DB was not changed, got %v", err)
 			}
@@ -568,7 +568,7 @@ func TestStepCopyHasDBPermissions(t *testing.T) {
 	}
 	files["0002_perm.sh"] = "stat -c '%a %n' \"$1\"\nexit 1\n"
 	_, err := newEngine(t, files).Migrate(ctx(t), p, MigrateOptions{})
-	var me *MigrationError
+	var me *Error
 	if !errors.As(err, &me) {
 		t.Fatalf("want the step's failure, got %v", err)
 	}

@@ -40,15 +40,14 @@ func acquireLock(ctx context.Context, db string, timeout time.Duration) (*fileLo
 	p := lockPath(db)
 	f, err := openLockFile(p)
 	if err != nil {
-		var de *DBError
-		if errors.As(err, &de) {
+		if _, ok := dbError(err); ok {
 			return nil, err
 		}
 		kind := error(ErrLocked)
 		if errors.Is(err, os.ErrPermission) || errors.Is(err, syscall.EROFS) {
 			kind = ErrReadOnly
 		}
-		return nil, &DBError{Path: db, Kind: kind, Detail: "cannot create the lock file " + p, Err: err,
+		return nil, &Error{Path: db, Kind: kind, Detail: "cannot create the lock file " + p, Err: err,
 			Hint: "shoal needs write access to the DB's directory (for its lock and SQLite's journal)"}
 	}
 	deadline := time.Now().Add(timeout)
@@ -60,11 +59,11 @@ func acquireLock(ctx context.Context, db string, timeout time.Duration) (*fileLo
 		}
 		if !errors.Is(err, syscall.EWOULDBLOCK) && !errors.Is(err, syscall.EINTR) {
 			f.Close()
-			return nil, &DBError{Path: db, Kind: ErrLocked, Detail: "flock " + p, Err: err}
+			return nil, &Error{Path: db, Kind: ErrLocked, Detail: "flock " + p, Err: err}
 		}
 		if time.Now().After(deadline) {
 			f.Close()
-			return nil, &DBError{Path: db, Kind: ErrLocked,
+			return nil, &Error{Path: db, Kind: ErrLocked,
 				Detail: fmt.Sprintf("another migrator held %s for more than %s", p, timeout),
 				Hint:   "wait for it to finish or raise --busy-timeout"}
 		}
@@ -78,13 +77,13 @@ func acquireLock(ctx context.Context, db string, timeout time.Duration) (*fileLo
 // openLockFile opens (creating it if needed) the lock file p without
 // following a symlink, and refuses anything but a regular file: a symlink
 // planted at DB.shoal-lock must not make shoal truncate or print its target.
-// The error is a *DBError wrapping ErrSideFile for such a file.
+// The error is an *Error wrapping ErrSideFile for such a file.
 func openLockFile(p string) (*os.File, error) {
 	db := strings.TrimSuffix(p, lockSuffix)
 	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0o644)
 	if err != nil {
 		if errors.Is(err, syscall.ELOOP) {
-			return nil, &DBError{Path: db, Kind: ErrSideFile, Detail: "the lock file " + p + " is a symbolic link; shoal does not follow it", Err: err,
+			return nil, &Error{Path: db, Kind: ErrSideFile, Detail: "the lock file " + p + " is a symbolic link; shoal does not follow it", Err: err,
 				Hint: "remove it (shoal creates a regular file there); nothing was changed"}
 		}
 		return nil, err
@@ -96,7 +95,7 @@ func openLockFile(p string) (*os.File, error) {
 	}
 	if !fi.Mode().IsRegular() {
 		f.Close()
-		return nil, &DBError{Path: db, Kind: ErrSideFile, Detail: "the lock file " + p + " is not a regular file (" + fi.Mode().Type().String() + ")",
+		return nil, &Error{Path: db, Kind: ErrSideFile, Detail: "the lock file " + p + " is not a regular file (" + fi.Mode().Type().String() + ")",
 			Hint: "remove it (shoal creates a regular file there); nothing was changed"}
 	}
 	return f, nil

@@ -10,7 +10,7 @@ import (
 // changed, out_of_order) are returned as typed errors.
 func (e *Engine) plan(path string, st *dbState, target int64, o MigrateOptions) ([]*Migration, error) {
 	if !st.managed && st.userObjects > 0 {
-		return nil, &DBError{Path: path, Kind: ErrUnmanaged,
+		return nil, &Error{Path: path, Kind: ErrUnmanaged,
 			Detail: fmt.Sprintf("it has %d tables, indexes, views or triggers and no %s table", st.userObjects, historyTable),
 			Hint:   "adopt it with `shoal enroll --db " + path + "` once its schema matches your migrations"}
 	}
@@ -24,7 +24,7 @@ func (e *Engine) plan(path string, st *dbState, target int64, o MigrateOptions) 
 			continue
 		}
 		if m.Version < st.version && !o.AllowOutOfOrder {
-			return nil, &DBError{Path: path, Kind: ErrOutOfOrder,
+			return nil, &Error{Path: path, Kind: ErrOutOfOrder,
 				Detail: fmt.Sprintf("%s is pending but version %d is already applied", m.File, st.version),
 				Hint:   "renumber the migration above the newest applied one, or pass --allow-out-of-order"}
 		}
@@ -32,7 +32,7 @@ func (e *Engine) plan(path string, st *dbState, target int64, o MigrateOptions) 
 		// setup migration excepted); shoal's own loads them so that
 		// `shoal new` can run again, and holds them back here.
 		if e.layout == LayoutShoal && (m.Kind == KindSQL || m.Kind == KindSQLNoTx) && len(m.Up) == 0 {
-			return nil, &DBError{Path: path, Kind: ErrEmptyMigration,
+			return nil, &Error{Path: path, Kind: ErrEmptyMigration,
 				Detail: fmt.Sprintf("%s is pending and its up section has no statement (the empty template `shoal new` writes?)", m.File),
 				Hint:   "write the migration's SQL, or delete the file (a deliberately empty step needs one statement, e.g. SELECT 1;); nothing was applied"}
 		}
@@ -56,12 +56,12 @@ func (e *Engine) checkApplied(path string, st *dbState, allowChanged bool) error
 		}
 	}
 	if len(ahead) > 0 {
-		return &DBError{Path: path, Kind: ErrAhead,
+		return &Error{Path: path, Kind: ErrAhead,
 			Detail: "applied versions with no migration file: " + strings.Join(ahead, ", "),
 			Hint:   "deploy the migrations this DB was migrated with, or roll it back with `shoal down` from a build that has them"}
 	}
 	if len(changed) > 0 {
-		return &DBError{Path: path, Kind: ErrChanged,
+		return &Error{Path: path, Kind: ErrChanged,
 			Detail: "edited after they were applied: " + strings.Join(changed, ", "),
 			Hint:   "restore the applied text, add a new migration instead, or accept the edit with `shoal accept` / --allow-changed"}
 	}

@@ -53,7 +53,7 @@ type RestoreOptions struct {
 // transaction cannot be detected: stop applications before restoring.
 func Restore(ctx context.Context, path, backup string, o RestoreOptions) (replaced string, err error) {
 	fail := func(file string, cause error, detail, hint string, err error) (string, error) {
-		return "", &SafetyError{Op: "restore", Path: path, File: file, Kind: ErrRestore, Cause: cause, Detail: detail, Hint: hint, Err: err}
+		return "", &Error{Op: "restore", Path: path, File: file, Kind: ErrRestore, Cause: cause, Detail: detail, Hint: hint, Err: err}
 	}
 	if o.BusyTimeout <= 0 {
 		o.BusyTimeout = DefaultRestoreBusyTimeout
@@ -86,8 +86,7 @@ func Restore(ctx context.Context, path, backup string, o RestoreOptions) (replac
 	lockFile := lockPath(path)
 	lf, err := openLockFile(lockFile)
 	if err != nil {
-		var de *DBError
-		if errors.As(err, &de) {
+		if de, ok := dbError(err); ok {
 			return fail(lockFile, nil, de.Detail+"; the database was not touched", de.Hint, err)
 		}
 		return fail(lockFile, nil, "cannot open the migrator lock file", "check the permissions of the database directory", err)
@@ -188,7 +187,7 @@ func Restore(ctx context.Context, path, backup string, o RestoreOptions) (replac
 	// above failed: the rename has happened).
 	if marker != nil || hasContent(lf) {
 		if err := lk.clearMarker(); err != nil {
-			return replaced, &SafetyError{Op: "restore", Path: path, File: lockFile, Kind: ErrRestore, Detail: "restored" + kept + ", but the interrupted-step marker could not be cleared; the next migration would roll the database back to that step's snapshot", Hint: "empty " + lockFile + " by hand before migrating", Err: errors.Join(err, syncErr)}
+			return replaced, &Error{Op: "restore", Path: path, File: lockFile, Kind: ErrRestore, Detail: "restored" + kept + ", but the interrupted-step marker could not be cleared; the next migration would roll the database back to that step's snapshot", Hint: "empty " + lockFile + " by hand before migrating", Err: errors.Join(err, syncErr)}
 		}
 		// Only this database's own snapshot goes: the path in the marker
 		// is whatever the lock file says (a moved directory's marker names
@@ -201,7 +200,7 @@ func Restore(ctx context.Context, path, backup string, o RestoreOptions) (replac
 		}
 	}
 	if syncErr != nil {
-		return replaced, &SafetyError{Op: "restore", Path: path, File: dbDir, Kind: ErrRestore, Detail: "restored" + kept + ", but the directory could not be fsynced", Hint: "check the disk", Err: syncErr}
+		return replaced, &Error{Op: "restore", Path: path, File: dbDir, Kind: ErrRestore, Detail: "restored" + kept + ", but the directory could not be fsynced", Hint: "check the disk", Err: syncErr}
 	}
 	return replaced, nil
 }
@@ -216,7 +215,7 @@ var restoreSyncDir = syncDir
 // cannot read is kept as a raw copy.
 func keepReplaced(ctx context.Context, path string, o RestoreOptions) (string, error) {
 	fail := func(file string, cause error, detail, hint string, err error) (string, error) {
-		return "", &SafetyError{Op: "restore", Path: path, File: file, Kind: ErrRestore, Cause: cause, Detail: detail, Hint: hint, Err: err}
+		return "", &Error{Op: "restore", Path: path, File: file, Kind: ErrRestore, Cause: cause, Detail: detail, Hint: hint, Err: err}
 	}
 	db, err := sql.Open("sqlite", safetyDSN(path, fmt.Sprintf("mode=rw&_pragma=busy_timeout(%d)", o.BusyTimeout.Milliseconds())))
 	if err != nil {
@@ -243,7 +242,7 @@ func keepReplaced(ctx context.Context, path string, o RestoreOptions) (string, e
 		replaced, err = Backup(ctx, path, o.Backup)
 		_, _ = conn.ExecContext(context.Background(), "ROLLBACK")
 		if err != nil && !errors.Is(err, ErrCorrupt) {
-			return "", &SafetyError{Op: "restore", Path: path, Kind: ErrRestore, Detail: "could not keep the replaced database, so it was not replaced", Hint: "fix the backup problem below, then restore", Err: err}
+			return "", &Error{Op: "restore", Path: path, Kind: ErrRestore, Detail: "could not keep the replaced database, so it was not replaced", Hint: "fix the backup problem below, then restore", Err: err}
 		}
 		if err == nil {
 			// Fold the WAL into the main file, so nothing of value is left
@@ -263,7 +262,7 @@ func keepReplaced(ctx context.Context, path string, o RestoreOptions) (string, e
 // backup.
 func rawKeep(path string, o BackupOptions) (string, error) {
 	fail := func(file string, cause error, detail, hint string, err error) error {
-		return &SafetyError{Op: "restore", Path: path, File: file, Kind: ErrRestore, Cause: cause, Detail: detail, Hint: hint, Err: err}
+		return &Error{Op: "restore", Path: path, File: file, Kind: ErrRestore, Cause: cause, Detail: detail, Hint: hint, Err: err}
 	}
 	return placeBackup(path, o, fail, func(tmpName string) error {
 		tmp, err := os.OpenFile(tmpName, os.O_WRONLY, 0)

@@ -57,7 +57,7 @@ func (e *Engine) Migrate(ctx context.Context, path string, o MigrateOptions) (*R
 	ctx = withBudget(ctx, budget)
 	if info.missing {
 		if o.MustExist {
-			return nil, &DBError{Path: path, Kind: ErrNotFound, Hint: "the tenant was removed, or the path is wrong; nothing was created"}
+			return nil, &Error{Path: path, Kind: ErrNotFound, Hint: "the tenant was removed, or the path is wrong; nothing was created"}
 		}
 		// Plan without creating the file: a dry run, or nothing to do.
 		st := &dbState{applied: map[int64]HistoryRow{}}
@@ -126,7 +126,7 @@ func (e *Engine) Migrate(ctx context.Context, path string, o MigrateOptions) (*R
 		}
 		if len(pending) == 0 && !stepInterrupted(path) {
 			if target < st.version {
-				return false, &DBError{Path: path, Kind: ErrMigration, Detail: fmt.Sprintf("--to %d is below the current version %d", target, st.version),
+				return false, &Error{Path: path, Kind: ErrMigration, Detail: fmt.Sprintf("--to %d is below the current version %d", target, st.version),
 					Hint: "use `shoal down --to` to go back"}
 			}
 			return true, nil
@@ -209,7 +209,7 @@ func (e *Engine) migrateLocked(ctx context.Context, path string, o MigrateOption
 	res.From, res.To = st.version, st.version
 	if len(pending) == 0 {
 		if target < st.version {
-			return nil, &DBError{Path: path, Kind: ErrMigration, Detail: fmt.Sprintf("--to %d is below the current version %d", target, st.version),
+			return nil, &Error{Path: path, Kind: ErrMigration, Detail: fmt.Sprintf("--to %d is below the current version %d", target, st.version),
 				Hint: "use `shoal down --to` to go back"}
 		}
 		return res, nil // another migrator did the work
@@ -243,15 +243,15 @@ func (e *Engine) migrateLocked(ctx context.Context, path string, o MigrateOption
 // was rolled back"; and a run that created the file removes it again (and
 // the lock file it created), leaving nothing that was not there.
 func (e *Engine) explainFailure(ctx context.Context, path string, conn *sql.Conn, lk *fileLock, res *Result, err error, fresh, lockExisted bool) error {
-	me, ok := err.(*MigrationError)
-	if !ok {
+	me, ok := err.(*Error)
+	if !ok || !me.isMigration() {
 		if isDiskFull(err) && !errors.Is(err, ErrDiskFull) {
 			return diskFullError(path, err, "")
 		}
 		return err
 	}
 	if isDiskFull(me.Err) {
-		me.Kind = ErrDiskFull
+		me.Cause = ErrDiskFull
 		me.Hint = "disk full: " + diskFullDetail(path, "") + "; free space on that file system (or raise PRAGMA max_page_count if a migration set one) and run again"
 	}
 	if len(res.Applied) > 0 || stepInterrupted(path) {
@@ -334,7 +334,7 @@ func (e *Engine) checkTarget(path string, to int64) error {
 		if e.head > 0 {
 			hint = fmt.Sprintf("pass --to %d or less (%d is head, %s), or deploy the migrations up to %d", e.head, e.head, e.byVersion[e.head].File, to)
 		}
-		return &DBError{Path: path, Kind: ErrBadTarget,
+		return &Error{Path: path, Kind: ErrBadTarget,
 			Detail: fmt.Sprintf("--to %d is above the newest migration (head is %d in %s)", to, e.head, e.opts.DirName),
 			Hint:   hint + "; nothing was changed"}
 	}
@@ -360,7 +360,7 @@ func (e *Engine) checkTarget(path string, to int64) error {
 		detail += fmt.Sprintf(": the first migration is %d (%s)", above.Version, above.File)
 		hint = fmt.Sprintf("pass --to %d", above.Version)
 	}
-	return &DBError{Path: path, Kind: ErrBadTarget, Detail: detail, Hint: hint + "; nothing was changed"}
+	return &Error{Path: path, Kind: ErrBadTarget, Detail: detail, Hint: hint + "; nothing was changed"}
 }
 
 // apply runs the planned steps in segments, recording each applied (or
@@ -439,7 +439,7 @@ func (e *Engine) runTxSegment(ctx context.Context, path string, conn *sql.Conn, 
 			done, violations, err = e.txSegment(ctx, path, conn, st, seg, down, before)
 		}
 		if err == nil && len(violations) > 0 {
-			err = &MigrationError{Path: path, Version: seg[len(seg)-1].Version, File: segmentFiles(seg), Down: down,
+			err = &Error{Kind: ErrMigration, Path: path, Version: seg[len(seg)-1].Version, File: segmentFiles(seg), Down: down,
 				Err: fmt.Errorf("%w introduced by this run, rolled back: %s", ErrForeignKey, formatViolations(violations))}
 		}
 	}
@@ -517,7 +517,7 @@ func runMigrationTx(ctx context.Context, path string, tx *sql.Tx, m *Migration, 
 			return endedError(path, m, down, 0, Statement{}, err)
 		}
 		if err != nil {
-			return &MigrationError{Path: path, Version: m.Version, File: m.File, Down: down, Err: err}
+			return &Error{Kind: ErrMigration, Path: path, Version: m.Version, File: m.File, Down: down, Err: err}
 		}
 		return nil
 	}
@@ -531,7 +531,7 @@ func runMigrationTx(ctx context.Context, path string, tx *sql.Tx, m *Migration, 
 			return endedError(path, m, down, i+1, s, err)
 		}
 		if err != nil {
-			return &MigrationError{Path: path, Version: m.Version, File: m.File, Statement: i + 1, Line: s.Line,
+			return &Error{Kind: ErrMigration, Path: path, Version: m.Version, File: m.File, Statement: i + 1, Line: s.Line,
 				SQL: s.SQL, Down: down, Err: err}
 		}
 	}
@@ -547,7 +547,7 @@ func execStatements(ctx context.Context, path string, q querier, m *Migration, d
 	}
 	for i, s := range stmts {
 		if _, err := q.ExecContext(ctx, s.SQL); err != nil {
-			return &MigrationError{Path: path, Version: m.Version, File: m.File, Statement: i + 1, Line: s.Line,
+			return &Error{Kind: ErrMigration, Path: path, Version: m.Version, File: m.File, Statement: i + 1, Line: s.Line,
 				SQL: s.SQL, Down: down, Err: err}
 		}
 	}
@@ -614,7 +614,7 @@ func quickCheck(ctx context.Context, path string, q querier) error {
 		if len(msgs) > 5 {
 			msgs = append(msgs[:5], fmt.Sprintf("and %d more", len(msgs)-5))
 		}
-		return &DBError{Path: path, Kind: ErrCorrupt, Detail: "quick_check: " + strings.Join(msgs, "; "),
+		return &Error{Path: path, Kind: ErrCorrupt, Detail: "quick_check: " + strings.Join(msgs, "; "),
 			Hint: "restore the tenant from a backup"}
 	}
 	return nil
@@ -623,7 +623,7 @@ func quickCheck(ctx context.Context, path string, q querier) error {
 // openError explains a DB that SQLite cannot open.
 func openError(path string, err error) error {
 	if strings.Contains(err.Error(), "unable to open") {
-		return &DBError{Path: path, Kind: ErrMigration, Detail: "cannot open or create the database file", Err: err,
+		return &Error{Path: path, Kind: ErrMigration, Detail: "cannot open or create the database file", Err: err,
 			Hint: "check that the directory exists and is writable"}
 	}
 	return sqliteError(path, err)
@@ -635,7 +635,7 @@ func lockOrSQLite(path string, err error) error {
 		return nil
 	}
 	if strings.Contains(err.Error(), "SQLITE_BUSY") || strings.Contains(err.Error(), "database is locked") {
-		return &DBError{Path: path, Kind: ErrLocked, Detail: "another connection held the write lock past the busy timeout", Err: err,
+		return &Error{Path: path, Kind: ErrLocked, Detail: "another connection held the write lock past the busy timeout", Err: err,
 			Hint: "retry later or raise --busy-timeout"}
 	}
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
@@ -651,12 +651,12 @@ func checkWritable(path string, exists bool) error {
 	const wOK = 2
 	if exists {
 		if err := syscall.Access(path, wOK); err != nil {
-			return &DBError{Path: path, Kind: ErrReadOnly, Detail: "the file is read-only for this user", Err: err,
+			return &Error{Path: path, Kind: ErrReadOnly, Detail: "the file is read-only for this user", Err: err,
 				Hint: "make it writable by the user shoal runs as (or mount it read-write); nothing was changed"}
 		}
 	}
 	if err := syscall.Access(filepath.Dir(path), wOK); err != nil {
-		return &DBError{Path: path, Kind: ErrReadOnly, Detail: "its directory is read-only for this user", Err: err,
+		return &Error{Path: path, Kind: ErrReadOnly, Detail: "its directory is read-only for this user", Err: err,
 			Hint: "SQLite needs to create its journal beside the DB; make the directory writable; nothing was changed"}
 	}
 	return nil

@@ -60,9 +60,9 @@ func TestFailureAtThirdStatementLeavesDBAsBefore(t *testing.T) {
 		"0003_c.sql": "INSERT INTO a VALUES (3);\nUPDATE a SET x = x + 10;\nINSERT INTO nosuch VALUES (1);\nINSERT INTO a VALUES (4);",
 	})
 	_, err := e.Migrate(ctx(t), p, MigrateOptions{})
-	var me *MigrationError
+	var me *Error
 	if !errors.As(err, &me) || !errors.Is(err, ErrMigration) {
-		t.Fatalf("want MigrationError, got %v", err)
+		t.Fatalf("want a migration *Error, got %v", err)
 	}
 	if me.File != "0003_c.sql" || me.Statement != 3 || me.Line != 3 || !strings.Contains(me.Error(), "no such table: nosuch") {
 		t.Fatalf("error does not name file, statement, line and SQLite's message: %v", me)
@@ -240,7 +240,7 @@ func TestRefusalsLeaveFileByteIdentical(t *testing.T) {
 			if Outcome(err) != tc.outcome || !IsRefusal(err) {
 				t.Fatalf("outcome %q, want %q", Outcome(err), tc.outcome)
 			}
-			var dbe *DBError
+			var dbe *Error
 			if !errors.As(err, &dbe) || dbe.Path != p {
 				t.Fatalf("error does not name the file: %v", err)
 			}

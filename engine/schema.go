@@ -134,29 +134,29 @@ func DiffSchemas(want, got []SchemaObject) []SchemaDiff {
 
 // DBSchema opens the database at path read-only (never creating it) and
 // returns its canonical schema. A missing file is ErrNotFound, a file that
-// is not a SQLite database ErrCorrupt (both as *DBError).
+// is not a SQLite database ErrCorrupt (both as *Error).
 func DBSchema(ctx context.Context, path string) ([]SchemaObject, error) {
 	st, err := os.Stat(path)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return nil, &DBError{Path: path, Kind: ErrNotFound, Hint: "check --db"}
+			return nil, &Error{Path: path, Kind: ErrNotFound, Hint: "check --db"}
 		}
-		return nil, &DBError{Path: path, Kind: ErrNotFound, Detail: "cannot stat the file", Err: err, Hint: "check the path and its permissions"}
+		return nil, &Error{Path: path, Kind: ErrNotFound, Detail: "cannot stat the file", Err: err, Hint: "check the path and its permissions"}
 	}
 	if !st.Mode().IsRegular() {
-		return nil, &DBError{Path: path, Kind: ErrCorrupt, Detail: "not a regular file", Hint: "point --db at a SQLite database file"}
+		return nil, &Error{Path: path, Kind: ErrCorrupt, Detail: "not a regular file", Hint: "point --db at a SQLite database file"}
 	}
 	db, err := sql.Open("sqlite", safetyDSN(path, "mode=ro&_pragma=busy_timeout(30000)"))
 	if err != nil {
-		return nil, &DBError{Path: path, Kind: ErrCorrupt, Detail: "cannot open", Err: err}
+		return nil, &Error{Path: path, Kind: ErrCorrupt, Detail: "cannot open", Err: err}
 	}
 	defer db.Close()
 	objs, err := CanonicalSchema(ctx, db)
 	if err != nil {
 		if isNotADB(err) {
-			return nil, &DBError{Path: path, Kind: ErrCorrupt, Detail: "cannot read the schema", Err: err, Hint: "check the file is a SQLite database; restore it from a backup"}
+			return nil, &Error{Path: path, Kind: ErrCorrupt, Detail: "cannot read the schema", Err: err, Hint: "check the file is a SQLite database; restore it from a backup"}
 		}
-		return nil, &DBError{Path: path, Kind: ErrMigration, Detail: "cannot read the schema", Err: err, Hint: "check the file and its permissions"}
+		return nil, &Error{Path: path, Kind: ErrMigration, Detail: "cannot read the schema", Err: err, Hint: "check the file and its permissions"}
 	}
 	return objs, nil
 }

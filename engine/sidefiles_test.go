@@ -86,7 +86,7 @@ func TestEmbeddedScriptRunsFromPrivateCopy(t *testing.T) {
 	}
 	files["0002_s.sh"] += "exit 1\n"
 	_, err = newEngine(t, files).Migrate(ctx(t), p, MigrateOptions{})
-	var me *MigrationError
+	var me *Error
 	if !errors.As(err, &me) {
 		t.Fatalf("want the step's failure, got %v", err)
 	}

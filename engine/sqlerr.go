@@ -54,7 +54,7 @@ func classifySQLite(path string, err error) error {
 	case isDiskFull(err):
 		return diskFullError(path, err, "")
 	case sqliteBusyErr(err):
-		return &DBError{Path: path, Kind: ErrLocked, Detail: "another connection held a lock on the database past the busy timeout", Err: err,
+		return &Error{Path: path, Kind: ErrLocked, Detail: "another connection held a lock on the database past the busy timeout", Err: err,
 			Hint: "retry later or raise --busy-timeout"}
 	}
 	return nil
@@ -67,7 +67,7 @@ func hotJournalError(path string, err error) error {
 	if _, serr := os.Lstat(side); serr != nil {
 		side = path + "-wal"
 	}
-	return &DBError{Path: path, Kind: ErrHotJournal,
+	return &Error{Path: path, Kind: ErrHotJournal,
 		Detail: "a writer (an application or a migrator) was killed in the middle of a transaction and left " + side +
 			"; SQLite rolls it back the next time the database is opened read-write, and until then a read-only look cannot read it", Err: err,
 		Hint: "run `shoal migrate --db " + path + "` (it rolls the transaction back first, then migrates), or open the database once with any SQLite client; do not delete " + side}
@@ -76,7 +76,7 @@ func hotJournalError(path string, err error) error {
 // diskFullError says that the disk (or SQLite's max_page_count) is full,
 // where, how much is free and about how much the run needs.
 func diskFullError(path string, err error, what string) error {
-	return &DBError{Path: path, Kind: ErrDiskFull, Detail: diskFullDetail(path, what), Err: err,
+	return &Error{Path: path, Kind: ErrDiskFull, Detail: diskFullDetail(path, what), Err: err,
 		Hint: "free space on that file system (or raise PRAGMA max_page_count if a migration set one) and run again; nothing of the failed step was kept"}
 }
 

@@ -52,14 +52,14 @@ func inspectFile(path string) (fileInfo, error) {
 			info.missing = true
 			return info, nil
 		}
-		return info, &DBError{Path: path, Kind: ErrCorrupt, Detail: "cannot stat the file", Err: err}
+		return info, &Error{Path: path, Kind: ErrCorrupt, Detail: "cannot stat the file", Err: err}
 	}
 	if fi.IsDir() {
-		return info, &DBError{Path: path, Kind: ErrCorrupt, Detail: "is a directory, not a database file",
+		return info, &Error{Path: path, Kind: ErrCorrupt, Detail: "is a directory, not a database file",
 			Hint: "point --db at a SQLite file"}
 	}
 	if !fi.Mode().IsRegular() {
-		return info, &DBError{Path: path, Kind: ErrCorrupt, Detail: "is not a regular file"}
+		return info, &Error{Path: path, Kind: ErrCorrupt, Detail: "is not a regular file"}
 	}
 	if fi.Size() == 0 {
 		return info, nil
@@ -70,9 +70,9 @@ func inspectFile(path string) (fileInfo, error) {
 	if err != nil {
 		var pe *os.PathError
 		if errors.As(err, &pe) && pe.Op == "open" {
-			return info, &DBError{Path: path, Kind: ErrCorrupt, Detail: "cannot read the file", Err: err}
+			return info, &Error{Path: path, Kind: ErrCorrupt, Detail: "cannot read the file", Err: err}
 		}
-		return info, &DBError{Path: path, Kind: ErrCorrupt, Detail: "cannot read the header", Err: err}
+		return info, &Error{Path: path, Kind: ErrCorrupt, Detail: "cannot read the header", Err: err}
 	}
 	if (n < len(sqliteMagic) || !bytes.Equal(info.hdr[:len(sqliteMagic)], []byte(sqliteMagic)) || n < 100) && hasSideJournal(path) {
 		// A fresh DB killed during its first run has a zeroed first
@@ -80,23 +80,23 @@ func inspectFile(path string) (fileInfo, error) {
 		info.exists, info.pending = true, true
 		info.fp = fingerprint{db: fileIDOf(fi), walMode: true}
 		if info.fp.wal, err = statID(path + "-wal"); err != nil {
-			return info, &DBError{Path: path, Kind: ErrCorrupt, Detail: "cannot stat the -wal file", Err: err}
+			return info, &Error{Path: path, Kind: ErrCorrupt, Detail: "cannot stat the -wal file", Err: err}
 		}
 		return info, nil
 	}
 	if n < len(sqliteMagic) || !bytes.Equal(info.hdr[:len(sqliteMagic)], []byte(sqliteMagic)) {
-		return info, &DBError{Path: path, Kind: ErrCorrupt, Detail: "not a SQLite database (no SQLite header)",
+		return info, &Error{Path: path, Kind: ErrCorrupt, Detail: "not a SQLite database (no SQLite header)",
 			Hint: "check the path; restore the tenant from a backup if this file should be a database"}
 	}
 	if n < 100 {
-		return info, &DBError{Path: path, Kind: ErrCorrupt, Detail: fmt.Sprintf("truncated: %d bytes, shorter than a SQLite header", fi.Size()),
+		return info, &Error{Path: path, Kind: ErrCorrupt, Detail: fmt.Sprintf("truncated: %d bytes, shorter than a SQLite header", fi.Size()),
 			Hint: "restore the tenant from a backup"}
 	}
 	info.exists = true
 	info.fp = fingerprint{db: fileIDOf(fi), walMode: info.hdr[18] == 2}
 	if info.fp.walMode {
 		if info.fp.wal, err = statID(path + "-wal"); err != nil {
-			return info, &DBError{Path: path, Kind: ErrCorrupt, Detail: "cannot stat the -wal file", Err: err}
+			return info, &Error{Path: path, Kind: ErrCorrupt, Detail: "cannot stat the -wal file", Err: err}
 		}
 	}
 	return info, nil
@@ -176,8 +176,7 @@ func sqliteError(path string, err error) error {
 	if err == nil {
 		return nil
 	}
-	var dbe *DBError
-	if errors.As(err, &dbe) {
+	if _, ok := dbError(err); ok {
 		return err
 	}
 	if cerr := classifySQLite(path, err); cerr != nil {
@@ -186,7 +185,7 @@ func sqliteError(path string, err error) error {
 	msg := err.Error()
 	if strings.Contains(msg, "not a database") || strings.Contains(msg, "malformed") ||
 		strings.Contains(msg, "SQLITE_CORRUPT") || strings.Contains(msg, "SQLITE_NOTADB") || strings.Contains(msg, "disk image") {
-		return &DBError{Path: path, Kind: ErrCorrupt, Err: err, Hint: "restore the tenant from a backup"}
+		return &Error{Path: path, Kind: ErrCorrupt, Err: err, Hint: "restore the tenant from a backup"}
 	}
 	return fmt.Errorf("%s: %w", path, err)
 }

@@ -57,7 +57,7 @@ func (e *Engine) runStep(ctx context.Context, path string, conn *sql.Conn, lk *f
 			return nil, err
 		}
 		if attempt == stepAttempts {
-			return nil, &DBError{Path: path, Kind: ErrLiveChanges,
+			return nil, &Error{Path: path, Kind: ErrLiveChanges,
 				Detail: fmt.Sprintf("%s ran %d times on a private copy and each time the application committed to the database before the result could be brought back; nothing was changed", m.File, attempt),
 				Hint:   "retry when the application is quieter"}
 		}
@@ -67,7 +67,7 @@ func (e *Engine) runStep(ctx context.Context, path string, conn *sql.Conn, lk *f
 // stepOnCopy is one attempt of runStep.
 func (e *Engine) stepOnCopy(ctx context.Context, path, abs string, conn *sql.Conn, lk *fileLock, st *dbState, m *Migration, down bool) (took time.Duration, err error) {
 	fail := func(err error) error {
-		return &MigrationError{Path: path, Version: m.Version, File: m.File, Down: down, Err: err}
+		return &Error{Kind: ErrMigration, Path: path, Version: m.Version, File: m.File, Down: down, Err: err}
 	}
 	// Raw reads of the DB file during the step are closed after it, when
 	// this process's connections hold no lock (rollback mode, idle).
@@ -118,7 +118,7 @@ func (e *Engine) stepOnCopy(ctx context.Context, path, abs string, conn *sql.Con
 		var output string
 		output, stepErr = runScript(ctx, m, cp, abs, e.opts.ScriptTimeout)
 		if stepErr != nil {
-			stepErr = &MigrationError{Path: path, Version: m.Version, File: m.File, Down: down, Output: output, Err: unchanged(stepErr)}
+			stepErr = &Error{Kind: ErrMigration, Path: path, Version: m.Version, File: m.File, Down: down, Output: output, Err: unchanged(stepErr)}
 		}
 	} else {
 		var q querier = cconn
@@ -126,8 +126,7 @@ func (e *Engine) stepOnCopy(ctx context.Context, path, abs string, conn *sql.Con
 			q = &hookedQuerier{querier: cconn}
 		}
 		stepErr = execStatements(ctx, path, q, m, down)
-		var me *MigrationError
-		if errors.As(stepErr, &me) {
+		if me, ok := migrationError(stepErr); ok {
 			me.Err = unchanged(me.Err)
 		}
 	}
@@ -196,7 +195,7 @@ func (e *Engine) commitStepOnCopy(ctx context.Context, path string, live, cconn 
 			return sqliteError(path, err)
 		}
 		if v := newViolations(after, before); len(v) > 0 {
-			return &MigrationError{Path: path, Version: m.Version, File: m.File, Down: down,
+			return &Error{Kind: ErrMigration, Path: path, Version: m.Version, File: m.File, Down: down,
 				Err: unchanged(fmt.Errorf("%w introduced by this step: %s", ErrForeignKey, formatViolations(v)))}
 		}
 	}
@@ -225,7 +224,7 @@ func (e *Engine) recoverStep(ctx context.Context, path string, conn *sql.Conn, l
 	own, aerr := filepath.Abs(path + stepCopySuffix)
 	mk, err := lk.readMarker()
 	if err != nil {
-		return &DBError{Path: path, Kind: ErrInterruptedStep, Detail: "the step marker in " + lk.path + " cannot be read", Err: err,
+		return &Error{Path: path, Kind: ErrInterruptedStep, Detail: "the step marker in " + lk.path + " cannot be read", Err: err,
 			Hint: "inspect that file: shoal writes only `copy VERSION up|down PATH` there; the database was left as it is; empty the file once you know no step is half-done"}
 	}
 	if mk == nil {
@@ -261,7 +260,7 @@ func (e *Engine) recoverStep(ctx context.Context, path string, conn *sql.Conn, l
 	if mk.Down {
 		dir = "down"
 	}
-	return &DBError{Path: path, Kind: ErrInterruptedStep,
+	return &Error{Path: path, Kind: ErrInterruptedStep,
 		Detail: fmt.Sprintf("the %s step of version %d was interrupted by an earlier shoal, which ran steps on the live database: the database may hold part of that step; its pre-step snapshot is %s; restoring it would discard every write committed since, so the database was left as it is and no migration runs on it", dir, mk.Version, mk.Snapshot),
 		Hint:   fmt.Sprintf("inspect the database; then either `shoal restore --db %s %s` (back to before the step; writes since are lost, the replaced DB is kept as a backup), or keep the database as it is: delete the snapshot and empty %s (`: > %s`); then migrate again", path, mk.Snapshot, lk.path, lk.path)}
 }

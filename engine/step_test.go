@@ -27,7 +27,7 @@ print("wrote rows, now failing")
 sys.exit(1)
 `
 	_, err := newEngine(t, files).Migrate(ctx(t), p, MigrateOptions{})
-	var me *MigrationError
+	var me *Error
 	if !errors.As(err, &me) || me.File != "0002_s.py" || !strings.Contains(me.Output, "now failing") {
 		t.Fatalf("want the script's failure with its output, got %v", err)
 	}
@@ -88,7 +88,7 @@ func TestNoTxStepFailureLeavesDBUnchanged(t *testing.T) {
 		"0002_b.sql": "-- migrate:up transaction:false\nINSERT INTO a VALUES (2);\nCREATE TABLE b (y);\nINSERT INTO nosuch VALUES (1);\n",
 	}
 	_, err := newEngine(t, files).Migrate(ctx(t), p, MigrateOptions{})
-	var me *MigrationError
+	var me *Error
 	if !errors.As(err, &me) || me.Statement != 3 {
 		t.Fatalf("want statement 3 to fail, got %v", err)
 	}
@@ -224,7 +224,7 @@ func TestStepMarkerCopyPathIsAbsolute(t *testing.T) {
 	files := map[string]string{"0001_a.sql": "CREATE TABLE a (x);",
 		"0002_peek.sh": "cat \"$SHOAL_TENANT_DB.shoal-lock\"\necho \"$1\"\necho \"$SHOAL_DB\"\necho \"$SHOAL_TENANT_DB\"\nexit 1\n"}
 	_, err := newEngine(t, files).Migrate(ctx(t), "t.db", MigrateOptions{})
-	var me *MigrationError
+	var me *Error
 	if !errors.As(err, &me) {
 		t.Fatalf("want the step's failure, got %v", err)
 	}

@@ -100,7 +100,7 @@ func endedError(path string, m *Migration, down bool, stmt int, s Statement, err
 	if err == nil {
 		cause = fmt.Errorf("%w: %s ended the run's transaction; nothing of this segment was committed", ErrTxControl, what)
 	}
-	return &MigrationError{Path: path, Version: m.Version, File: m.File, Statement: stmt, Line: s.Line, SQL: s.SQL, Down: down,
-		Err: cause, Kind: ErrTxControl,
+	return &Error{Kind: ErrMigration, Path: path, Version: m.Version, File: m.File, Statement: stmt, Line: s.Line, SQL: s.SQL, Down: down,
+		Err: cause, Cause: ErrTxControl,
 		Hint: "remove BEGIN, COMMIT, END, ROLLBACK, SAVEPOINT and RELEASE from the migration (shoal runs it in its own transaction), or mark its section `transaction:false`"}
 }

@@ -199,7 +199,7 @@ PRAGMA max_page_count = 8;
 WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 10000)
 INSERT INTO big SELECT hex(randomblob(100)) FROM c;`
 	_, err := newEngine(t, files).Migrate(ctx(t), p, MigrateOptions{})
-	var me *MigrationError
+	var me *Error
 	if !errors.Is(err, ErrDiskFull) || !errors.As(err, &me) || me.File != "0002_fill.sql" {
 		t.Fatalf("want ErrDiskFull naming the migration, got %v", err)
 	}
@@ -342,7 +342,7 @@ func TestFailedFirstRunLeavesNothing(t *testing.T) {
 			p := tempDB(t)
 			files := map[string]string{"0001_a.sql": "CREATE TABLE a (x);", "0002_bad.sql": bad}
 			_, err := newEngine(t, files).Migrate(ctx(t), p, MigrateOptions{PerMigration: false})
-			var me *MigrationError
+			var me *Error
 			if !errors.As(err, &me) || me.File != "0002_bad.sql" {
 				t.Fatalf("want the failure of 0002_bad.sql, got %v", err)
 			}

@@ -20,7 +20,7 @@ func TestNoTxStepFailureLeavesWALDatabaseUnchanged(t *testing.T) {
 	}
 	before := dump(t, p)
 	_, err := newEngine(t, files).Migrate(ctx(t), p, MigrateOptions{})
-	var me *MigrationError
+	var me *Error
 	if !errors.As(err, &me) || me.Statement != 2 {
 		t.Fatalf("want statement 2 to fail, got %v", err)
 	}

@@ -162,7 +162,7 @@ func Check(ctx context.Context, o CheckOptions) (*CheckReport, error) {
 		m := &migrations[i]
 		if _, err := e.Migrate(ctx, scratch, engine.MigrateOptions{To: m.Version}); err != nil {
 			file, line := m.File, 0
-			var me *engine.MigrationError
+			var me *engine.Error
 			if errors.As(err, &me) {
 				line = me.Line
 			}
@@ -212,7 +212,7 @@ func Check(ctx context.Context, o CheckOptions) (*CheckReport, error) {
 			m := byVersion[versions[i]]
 			if _, err := e.Down(ctx, scratch, to); err != nil {
 				line := 0
-				var me *engine.MigrationError
+				var me *engine.Error
 				if errors.As(err, &me) {
 					line = me.Line
 				}

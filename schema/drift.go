@@ -20,7 +20,7 @@ import (
 func Drift(ctx context.Context, e *engine.Engine, path string) ([]engine.SchemaDiff, error) {
 	if _, err := os.Stat(path); err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return nil, &engine.DBError{Path: path, Kind: engine.ErrNotFound, Hint: "check --db"}
+			return nil, &engine.Error{Path: path, Kind: engine.ErrNotFound, Hint: "check --db"}
 		}
 	}
 	s, err := e.Status(ctx, path)
@@ -29,7 +29,7 @@ func Drift(ctx context.Context, e *engine.Engine, path string) ([]engine.SchemaD
 	}
 	for _, a := range s.Applied {
 		if a.Missing {
-			return nil, &engine.DBError{Path: path, Kind: engine.ErrAhead, Detail: fmt.Sprintf("history records version %d, which has no migration file", a.Version),
+			return nil, &engine.Error{Path: path, Kind: engine.ErrAhead, Detail: fmt.Sprintf("history records version %d, which has no migration file", a.Version),
 				Hint: "compare with the migrations directory that migrated it"}
 		}
 	}

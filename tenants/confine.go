@@ -47,7 +47,7 @@ func (r Resolved) Same(o Resolved) bool { return r.Path == o.Path && sameID(r.id
 // walk from root, one component at a time with O_NOFOLLOW. Nothing is
 // created. Errors: a fleet.RejectError (ErrRejected) for a tenant that is not a
 // clean relative path, passes through a symlink or is not a regular file;
-// an engine.DBError with engine.ErrNotFound when the file or a directory on
+// an *engine.Error with engine.ErrNotFound when the file or a directory on
 // the way does not exist (the tenant was removed).
 func ResolveTenant(root, tenant string) (Resolved, error) {
 	short := fleet.Shorten(tenant, 512)
@@ -59,7 +59,7 @@ func ResolveTenant(root, tenant string) (Resolved, error) {
 	if err != nil {
 		var nf *notFound
 		if errors.As(err, &nf) {
-			return Resolved{}, &engine.DBError{Path: full, Kind: engine.ErrNotFound, Err: nf.err,
+			return Resolved{}, &engine.Error{Path: full, Kind: engine.ErrNotFound, Err: nf.err,
 				Hint: "the tenant was removed, or its name is wrong; nothing was created"}
 		}
 		var bad *badEntry

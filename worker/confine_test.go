@@ -283,7 +283,7 @@ type hugeErrorEngine struct{}
 
 func (hugeErrorEngine) Head() int64 { return fleettest.Head }
 func (hugeErrorEngine) Migrate(_ context.Context, path string, _ engine.MigrateOptions) (*engine.Result, error) {
-	return nil, &engine.DBError{Path: path, Kind: engine.ErrCorrupt, Detail: strings.Repeat("y", 2<<20)}
+	return nil, &engine.Error{Path: path, Kind: engine.ErrCorrupt, Detail: strings.Repeat("y", 2<<20)}
 }
 
 // A result too large to publish is cut down and published at once: it

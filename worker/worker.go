@@ -661,7 +661,7 @@ func (w *Worker) migrate(ctx context.Context, job fleet.Job, path string) (res *
 		return res, err
 	}
 	if len(diffs) > 0 {
-		return res, &engine.DBError{Path: path, Kind: engine.ErrDrifted, Detail: engine.DescribeDiffs(diffs),
+		return res, &engine.Error{Path: path, Kind: engine.ErrDrifted, Detail: engine.DescribeDiffs(diffs),
 			Hint: "run `shoal diff --db " + path + "` and repair the DB or restore it from a backup"}
 	}
 	return res, nil

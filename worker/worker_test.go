@@ -339,7 +339,7 @@ type stuckEngine struct{ *engine.Engine }
 
 func (s stuckEngine) Migrate(ctx context.Context, path string, o engine.MigrateOptions) (*engine.Result, error) {
 	if strings.Contains(path, "stuck") {
-		return nil, &engine.DBError{Path: path, Kind: engine.ErrLocked, Detail: "another connection held the write lock past the busy timeout (test)"}
+		return nil, &engine.Error{Path: path, Kind: engine.ErrLocked, Detail: "another connection held the write lock past the busy timeout (test)"}
 	}
 	return s.Engine.Migrate(ctx, path, o)
 }

@@ -97,8 +97,7 @@ func enrollCommand() *cli.Command {
 			}
 			en, err := e.EnrollWith(c.Context, path, eo)
 			if err != nil {
-				var ee *engine.EnrollError
-				if errors.As(err, &ee) {
+				if errors.Is(err, engine.ErrEnroll) {
 					return failure(err, "%v\nfix the database or pick the right --version, then enroll again", err)
 				}
 				return err
