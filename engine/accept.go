@@ -24,25 +24,12 @@ func (e *Engine) Accept(ctx context.Context, path string, versions []int64) ([]A
 	if !exists {
 		return nil, &Error{Path: path, Kind: ErrNotFound}
 	}
-	db, err := openDB(path, e.opts.BusyTimeout, false)
+	s, err := e.lockSession(ctx, path)
 	if err != nil {
 		return nil, err
 	}
-	defer db.Close()
-	conn, err := db.Conn(ctx)
-	if err != nil {
-		return nil, openError(path, err)
-	}
-	defer conn.Close()
-	lk, err := acquireLock(ctx, path, e.opts.BusyTimeout)
-	if err != nil {
-		return nil, err
-	}
-	defer lk.release()
-	st, err := readState(ctx, path, conn)
-	if err != nil {
-		return nil, err
-	}
+	defer s.close()
+	st, conn := s.st, s.conn
 	var out []Accepted
 	for _, v := range versions {
 		h, ok := st.applied[v]

@@ -23,28 +23,12 @@ func (e *Engine) Down(ctx context.Context, path string, to int64) (*Result, erro
 	if !exists {
 		return res, nil // nothing applied, nothing to undo; never create the file
 	}
-	db, err := e.open(path, false)
+	s, err := e.lockSession(ctx, path)
 	if err != nil {
 		return nil, err
 	}
-	defer db.Close()
-	conn, err := db.Conn(ctx)
-	if err != nil {
-		return nil, openError(path, err)
-	}
-	defer conn.Close()
-	lk, err := acquireLock(ctx, path, e.opts.BusyTimeout)
-	if err != nil {
-		return nil, err
-	}
-	defer lk.release()
-	if err := e.recoverStep(ctx, path, conn, lk); err != nil {
-		return nil, err
-	}
-	st, err := readState(ctx, path, conn)
-	if err != nil {
-		return nil, err
-	}
+	defer s.close()
+	st := s.st
 	if !st.managed && st.userObjects > 0 {
 		return nil, &Error{Path: path, Kind: ErrUnmanaged, Hint: "adopt it with `shoal enroll` first"}
 	}
@@ -53,11 +37,11 @@ func (e *Engine) Down(ctx context.Context, path string, to int64) (*Result, erro
 	if err != nil || len(steps) == 0 {
 		return res, err
 	}
-	if err := quickCheck(ctx, path, conn); err != nil {
+	if err := quickCheck(ctx, path, s.conn); err != nil {
 		return nil, err
 	}
 	e.forget(path)
-	err = e.apply(ctx, path, conn, lk, st, steps, true, false, res)
+	err = s.apply(ctx, steps, applyOptions{down: true}, res)
 	return res, err
 }
 

@@ -59,25 +59,12 @@ func (e *Engine) EnrollWith(ctx context.Context, path string, o EnrollOptions) (
 			return nil, &Error{Kind: ErrEnroll, Path: path, Version: version, Detail: fmt.Sprintf("there is no migration %d", version)}
 		}
 	}
-	db, err := openDB(path, e.opts.BusyTimeout, false)
+	s, err := e.lockSession(ctx, path)
 	if err != nil {
 		return nil, err
 	}
-	defer db.Close()
-	conn, err := db.Conn(ctx)
-	if err != nil {
-		return nil, openError(path, err)
-	}
-	defer conn.Close()
-	lk, err := acquireLock(ctx, path, e.opts.BusyTimeout)
-	if err != nil {
-		return nil, err
-	}
-	defer lk.release()
-	st, err := readState(ctx, path, conn)
-	if err != nil {
-		return nil, err
-	}
+	defer s.close()
+	st, conn := s.st, s.conn
 	if st.managed {
 		return nil, &Error{Kind: ErrEnroll, Path: path, Detail: fmt.Sprintf("it is already managed by shoal (version %d)", st.version)}
 	}

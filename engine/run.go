@@ -38,45 +38,72 @@ func (e *Engine) Migrate(ctx context.Context, path string, o MigrateOptions) (*R
 		}
 		target = o.To
 	}
-	atHead := target >= e.head
 	res := &Result{Path: path, Applied: []Applied{}, Pending: []Applied{}, DryRun: o.DryRun}
-	if atHead && !o.DryRun && e.cachedAtHead(path) {
-		res.From, res.To = e.head, e.head
-		return res, nil
-	}
-	info, err := inspectFile(path)
+	info, done, err := e.migrateFast(path, target, o, res)
 	if err != nil {
 		return nil, err
 	}
-	if info.exists && !info.pending && atHead && !o.DryRun && e.headerAtHead(path, info.fp, info.hdr) {
-		e.rememberAtHead(path, info.fp)
-		res.From, res.To = e.head, e.head
+	if done {
 		return res, nil
 	}
-	budget := newWaitBudget(e.opts.BusyTimeout)
-	ctx = withBudget(ctx, budget)
+	ctx = withBudget(ctx, newWaitBudget(e.opts.BusyTimeout))
+	if done, err = e.planUnlocked(ctx, path, info, target, o, res); err != nil {
+		return nil, err
+	}
+	if done {
+		return res, nil
+	}
+	// Work is pending: serialise with other migrators, then look again.
+	return e.migrateLocked(ctx, path, o, target, res)
+}
+
+// migrateFast is the check of a DB already at head that takes no lock and
+// opens no connection: through this handle, a DB verified at head costs
+// about one stat(); otherwise the 100-byte header says it (rollback-journal
+// mode). done: res says the DB is at head. info is the file's one look.
+func (e *Engine) migrateFast(path string, target int64, o MigrateOptions, res *Result) (info fileInfo, done bool, err error) {
+	atHead := target >= e.head && !o.DryRun
+	if atHead && e.cachedAtHead(path) {
+		res.From, res.To = e.head, e.head
+		return info, true, nil
+	}
+	if info, err = inspectFile(path); err != nil {
+		return info, false, err
+	}
+	if info.exists && !info.pending && atHead && e.headerAtHead(path, info.fp, info.hdr) {
+		e.rememberAtHead(path, info.fp)
+		res.From, res.To = e.head, e.head
+		return info, true, nil
+	}
+	return info, false, nil
+}
+
+// planUnlocked plans the run without the migrator lock, read-only in
+// intent: a missing file is not created, and the connection to an existing
+// one is closed before the lock is taken and never writes. done: nothing
+// more to do (a dry run, a DB at head or at its target); else the run goes
+// on under the lock (migrateLocked), which looks again.
+func (e *Engine) planUnlocked(ctx context.Context, path string, info fileInfo, target int64, o MigrateOptions, res *Result) (done bool, err error) {
+	atHead := target >= e.head
+	budget := budgetFrom(ctx)
 	if info.missing {
 		if o.MustExist {
-			return nil, &Error{Path: path, Kind: ErrNotFound, Hint: "the tenant was removed, or the path is wrong; nothing was created"}
+			return false, &Error{Path: path, Kind: ErrNotFound, Hint: "the tenant was removed, or the path is wrong; nothing was created"}
 		}
 		// Plan without creating the file: a dry run, or nothing to do.
-		st := &dbState{applied: map[int64]HistoryRow{}}
-		pending, err := e.plan(path, st, target, o)
+		pending, err := e.plan(path, &dbState{applied: map[int64]HistoryRow{}}, target, o)
 		if err != nil {
-			return nil, err
+			return false, err
 		}
 		if o.DryRun || len(pending) == 0 {
 			res.Pending = appliedList(pending)
 			res.To = wouldReach(pending, 0, o.DryRun)
-			return res, nil
+			return true, nil
 		}
-		return e.migrateLocked(ctx, path, o, target, res)
+		return false, nil
 	}
-
-	// A look without the lock, read-only in intent: the connection is
-	// closed before the lock is taken and never writes.
 	var rememberFP bool
-	done, err := func() (bool, error) {
+	done, err = func() (bool, error) {
 		db, err := openDB(path, e.opts.BusyTimeout, o.DryRun)
 		if err != nil {
 			return false, err
@@ -138,14 +165,7 @@ func (e *Engine) Migrate(ctx context.Context, path string, o MigrateOptions) (*R
 			e.rememberAtHead(path, info.fp)
 		}
 	}
-	if err != nil || done {
-		if err != nil {
-			return nil, err
-		}
-		return res, nil
-	}
-	// Work is pending: serialise with other migrators, then look again.
-	return e.migrateLocked(ctx, path, o, target, res)
+	return done, err
 }
 
 // migrateLocked is the part of a run under the migrator lock. The DB is
@@ -153,72 +173,40 @@ func (e *Engine) Migrate(ctx context.Context, path string, o MigrateOptions) (*R
 // is there now: a failed first run of another migrator may have removed
 // the file it had created.
 func (e *Engine) migrateLocked(ctx context.Context, path string, o MigrateOptions, target int64, res *Result) (_ *Result, err error) {
-	budget := budgetFrom(ctx)
 	_, lerr := os.Lstat(lockPath(path))
 	lockExisted := lerr == nil
-	lk, err := acquireRunLock(ctx, path, budget)
+	s, err := e.lockSession(ctx, path)
 	if err != nil {
 		return nil, err
 	}
-	defer lk.release()
-	info, err := inspectFile(path)
-	if err != nil {
-		return nil, err
-	}
-	fresh := info.missing // this run creates the file
-	db, err := e.open(path, false)
-	if err != nil {
-		return nil, err
-	}
-	release := sqliteInUse(path) // raw reads of the file must not drop SQLite's locks (fdpark.go)
+	defer s.close()
 	defer func() {
-		db.Close()
-		release()
-		// Closing the last connection may checkpoint a WAL: fingerprint after.
+		s.closeDB()
+		// Closing the last connection may checkpoint a WAL: fingerprint
+		// after, still under the lock.
 		if err == nil && res.To >= e.head {
 			if info, ierr := inspectFile(path); ierr == nil && info.exists {
 				e.rememberAtHead(path, info.fp)
 			}
 		}
 	}()
-	conn, err := db.Conn(ctx)
-	if err != nil {
-		return nil, openError(path, err)
-	}
-	defer conn.Close()
-	budget.opened(conn, e.opts.BusyTimeout)
-	q := budgeted(conn, budget)
-
-	if err = e.recoverStep(ctx, path, conn, lk); err != nil {
-		return nil, err
-	}
-	exists, err := checkFile(path)
+	pending, err := e.plan(path, s.st, target, o)
 	if err != nil {
 		return nil, err
 	}
-	st := &dbState{applied: map[int64]HistoryRow{}}
-	if exists {
-		if st, err = readState(ctx, path, q); err != nil {
-			return nil, err
-		}
-	}
-	pending, err := e.plan(path, st, target, o)
-	if err != nil {
-		return nil, err
-	}
-	res.From, res.To = st.version, st.version
+	res.From, res.To = s.st.version, s.st.version
 	if len(pending) == 0 {
-		if target < st.version {
-			return nil, &Error{Path: path, Kind: ErrMigration, Detail: fmt.Sprintf("--to %d is below the current version %d", target, st.version),
+		if target < s.st.version {
+			return nil, &Error{Path: path, Kind: ErrMigration, Detail: fmt.Sprintf("--to %d is below the current version %d", target, s.st.version),
 				Hint: "use `shoal down --to` to go back"}
 		}
 		return res, nil // another migrator did the work
 	}
-	if err = checkWritable(path, exists); err != nil {
+	if err = checkWritable(path, s.exists); err != nil {
 		return nil, err
 	}
-	if exists {
-		if err = quickCheck(ctx, path, q); err != nil {
+	if s.exists {
+		if err = quickCheck(ctx, path, s.q); err != nil {
 			return nil, err
 		}
 		if o.Backup != nil {
@@ -231,9 +219,8 @@ func (e *Engine) migrateLocked(ctx context.Context, path string, o MigrateOption
 		}
 	}
 	e.forget(path)
-	err = e.apply(ctx, path, conn, lk, st, pending, false, o.PerMigration, res)
-	if err != nil {
-		err = e.explainFailure(ctx, path, conn, lk, res, err, fresh, lockExisted)
+	if err = s.apply(ctx, pending, applyOptions{perMigration: o.PerMigration}, res); err != nil {
+		err = s.explainFailure(ctx, res, err, lockExisted)
 	}
 	return res, err
 }
@@ -242,7 +229,8 @@ func (e *Engine) migrateLocked(ctx context.Context, path string, o MigrateOption
 // so, with the space needed; a run of which nothing remains says "this run
 // was rolled back"; and a run that created the file removes it again (and
 // the lock file it created), leaving nothing that was not there.
-func (e *Engine) explainFailure(ctx context.Context, path string, conn *sql.Conn, lk *fileLock, res *Result, err error, fresh, lockExisted bool) error {
+func (s *session) explainFailure(ctx context.Context, res *Result, err error, lockExisted bool) error {
+	path, conn, lk, fresh := s.path, s.conn, s.lk, s.fresh
 	me, ok := err.(*Error)
 	if !ok || !me.isMigration() {
 		if isDiskFull(err) && !errors.Is(err, ErrDiskFull) {
@@ -365,7 +353,14 @@ func (e *Engine) checkTarget(path string, to int64) error {
 
 // apply runs the planned steps in segments, recording each applied (or
 // undone) migration in res.
-func (e *Engine) apply(ctx context.Context, path string, conn *sql.Conn, lk *fileLock, st *dbState, steps []*Migration, down, perMigration bool, res *Result) error {
+// applyOptions say which way steps run and how they commit.
+type applyOptions struct {
+	down         bool // undo (down sections), newest first
+	perMigration bool // one transaction per migration instead of per segment
+}
+
+func (s *session) apply(ctx context.Context, steps []*Migration, o applyOptions, res *Result) error {
+	path, conn, st, down, perMigration := s.path, s.conn, s.st, o.down, o.perMigration
 	fkOn, err := pragmaInt(ctx, conn, "foreign_keys")
 	if err != nil {
 		return sqliteError(path, err)
@@ -384,9 +379,9 @@ func (e *Engine) apply(ctx context.Context, path string, conn *sql.Conn, lk *fil
 		steps = steps[n:]
 		var done []Applied
 		if isTransactional(seg[0], down) {
-			done, err = e.runTxSegment(ctx, path, conn, st, seg, down)
+			done, err = s.runTxSegment(ctx, seg, down)
 		} else {
-			done, err = e.runStep(ctx, path, conn, lk, st, seg[0], down)
+			done, err = s.runStep(ctx, seg[0], down)
 		}
 		res.Applied = append(res.Applied, done...)
 		res.To = st.version
@@ -426,8 +421,9 @@ func isTransactional(m *Migration, down bool) bool {
 // runTxSegment applies migrations and their history rows in one BEGIN
 // IMMEDIATE transaction, checks foreign keys before COMMIT, and rolls back
 // everything on any failure.
-func (e *Engine) runTxSegment(ctx context.Context, path string, conn *sql.Conn, st *dbState, seg []*Migration, down bool) ([]Applied, error) {
-	done, violations, err := e.txSegment(ctx, path, conn, st, seg, down, nil)
+func (s *session) runTxSegment(ctx context.Context, seg []*Migration, down bool) ([]Applied, error) {
+	path, conn := s.path, s.conn
+	done, violations, err := s.txSegment(ctx, seg, down, nil)
 	if err == nil && len(violations) > 0 {
 		// Tolerate violations the DB already had: measure them on the
 		// rolled-back DB and run the segment again.
@@ -436,7 +432,7 @@ func (e *Engine) runTxSegment(ctx context.Context, path string, conn *sql.Conn, 
 			return nil, sqliteError(path, err)
 		}
 		if len(before) > 0 {
-			done, violations, err = e.txSegment(ctx, path, conn, st, seg, down, before)
+			done, violations, err = s.txSegment(ctx, seg, down, before)
 		}
 		if err == nil && len(violations) > 0 {
 			err = &Error{Kind: ErrMigration, Path: path, Version: seg[len(seg)-1].Version, File: segmentFiles(seg), Down: down,
@@ -452,7 +448,8 @@ func (e *Engine) runTxSegment(ctx context.Context, path string, conn *sql.Conn, 
 // txSegment runs one attempt of a transactional segment. It commits only
 // when no foreign-key violations beyond allowed remain; otherwise it rolls
 // back and returns them.
-func (e *Engine) txSegment(ctx context.Context, path string, conn *sql.Conn, st *dbState, seg []*Migration, down bool, allowed []fkViolation) (done []Applied, violations []fkViolation, err error) {
+func (s *session) txSegment(ctx context.Context, seg []*Migration, down bool, allowed []fkViolation) (done []Applied, violations []fkViolation, err error) {
+	path, conn, st := s.path, s.conn, s.st
 	guard, err := guardTx(conn)
 	if err != nil {
 		return nil, nil, sqliteError(path, err)

@@ -132,7 +132,8 @@ func TestForeignKeysOffEvenWhenConnectionHadThemOn(t *testing.T) {
 	st := &dbState{applied: map[int64]HistoryRow{}}
 	res := &Result{}
 	m := &e.migrations[0]
-	if err := e.apply(ctx(t), p, conn, nil, st, []*Migration{m}, false, false, res); err != nil {
+	s := &session{e: e, path: p, conn: conn, st: st}
+	if err := s.apply(ctx(t), []*Migration{m}, applyOptions{}, res); err != nil {
 		t.Fatal(err)
 	}
 	var n, fk int

@@ -36,7 +36,8 @@ var errLiveChanged = errors.New("the database changed while the step ran on a co
 // A failed step leaves the live DB untouched (the copy is deleted); a killed
 // migrator leaves at most the copy and the marker, which the next run
 // deletes (recoverStep). Nothing is ever restored over the live DB.
-func (e *Engine) runStep(ctx context.Context, path string, conn *sql.Conn, lk *fileLock, st *dbState, m *Migration, down bool) ([]Applied, error) {
+func (s *session) runStep(ctx context.Context, m *Migration, down bool) ([]Applied, error) {
+	path, conn, st := s.path, s.conn, s.st
 	if !st.managed {
 		if err := createHistory(ctx, path, conn, st); err != nil {
 			return nil, err
@@ -48,7 +49,7 @@ func (e *Engine) runStep(ctx context.Context, path string, conn *sql.Conn, lk *f
 		return nil, err
 	}
 	for attempt := 1; ; attempt++ {
-		took, err := e.stepOnCopy(ctx, path, abs, conn, lk, st, m, down)
+		took, err := s.stepOnCopy(ctx, abs, m, down)
 		if err == nil {
 			st.note([]*Migration{m}, down)
 			return []Applied{{Version: m.Version, Name: m.Name, File: m.File, DurationMs: took.Milliseconds()}}, nil
@@ -65,7 +66,8 @@ func (e *Engine) runStep(ctx context.Context, path string, conn *sql.Conn, lk *f
 }
 
 // stepOnCopy is one attempt of runStep.
-func (e *Engine) stepOnCopy(ctx context.Context, path, abs string, conn *sql.Conn, lk *fileLock, st *dbState, m *Migration, down bool) (took time.Duration, err error) {
+func (s *session) stepOnCopy(ctx context.Context, abs string, m *Migration, down bool) (took time.Duration, err error) {
+	e, path, conn, lk := s.e, s.path, s.conn, s.lk
 	fail := func(err error) error {
 		return &Error{Kind: ErrMigration, Path: path, Version: m.Version, File: m.File, Down: down, Err: err}
 	}
@@ -134,7 +136,7 @@ func (e *Engine) stepOnCopy(ctx context.Context, path, abs string, conn *sql.Con
 	if stepErr != nil {
 		return 0, stepErr
 	}
-	if err := e.commitStepOnCopy(ctx, path, conn, cconn, st, m, down, took); err != nil {
+	if err := s.commitStepOnCopy(ctx, cconn, m, down, took); err != nil {
 		return 0, err
 	}
 	cconn.Close()
@@ -175,7 +177,8 @@ func unchanged(err error) error {
 // violations (measured against the live DB, which is still as before the
 // step) and records its history row and user_version fingerprint, on the
 // copy, in one transaction.
-func (e *Engine) commitStepOnCopy(ctx context.Context, path string, live, cconn *sql.Conn, st *dbState, m *Migration, down bool, took time.Duration) (err error) {
+func (s *session) commitStepOnCopy(ctx context.Context, cconn *sql.Conn, m *Migration, down bool, took time.Duration) (err error) {
+	path, live, st := s.path, s.conn, s.st
 	tx, err := cconn.BeginTx(ctx, nil)
 	if err != nil {
 		return lockOrSQLite(path, err)
