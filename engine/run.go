@@ -84,8 +84,6 @@ func (e *Engine) migrateFast(path string, target int64, o MigrateOptions, res *R
 // more to do (a dry run, a DB at head or at its target); else the run goes
 // on under the lock (migrateLocked), which looks again.
 func (e *Engine) planUnlocked(ctx context.Context, path string, info fileInfo, target int64, o MigrateOptions, res *Result) (done bool, err error) {
-	atHead := target >= e.head
-	budget := budgetFrom(ctx)
 	if info.missing {
 		if o.MustExist {
 			return false, &Error{Path: path, Kind: ErrNotFound, Hint: "the tenant was removed, or the path is wrong; nothing was created"}
@@ -102,70 +100,75 @@ func (e *Engine) planUnlocked(ctx context.Context, path string, info fileInfo, t
 		}
 		return false, nil
 	}
-	var rememberFP bool
-	done, err = func() (bool, error) {
-		db, err := openDB(path, e.opts.BusyTimeout, o.DryRun)
-		if err != nil {
-			return false, err
-		}
-		release := sqliteInUse(path) // raw reads of the file must not drop SQLite's locks (fdpark.go)
-		defer func() {
-			db.Close()
-			release()
-		}()
-		conn, err := db.Conn(ctx)
-		if err != nil {
-			return false, openError(path, err)
-		}
-		defer conn.Close()
-		budget.opened(conn, e.opts.BusyTimeout)
-		q := budgeted(conn, budget)
-		if info.exists && atHead && !o.DryRun {
-			appID, err := pragmaInt(ctx, q, "application_id")
-			if err != nil {
-				return false, sqliteError(path, err)
-			}
-			uv, err := pragmaInt(ctx, q, "user_version")
-			if err != nil {
-				return false, sqliteError(path, err)
-			}
-			if appID == shoalAppID && uv == e.headHash {
-				res.From, res.To = e.head, e.head
-				rememberFP = true // fingerprinted after close: closing may checkpoint a WAL
-				return true, nil
-			}
-		}
-		st := &dbState{applied: map[int64]HistoryRow{}}
-		if info.exists {
-			if st, err = readState(ctx, path, q); err != nil {
-				return false, err
-			}
-		}
-		pending, err := e.plan(path, st, target, o)
-		if err != nil {
-			return false, err
-		}
-		res.From, res.To = st.version, st.version
-		if o.DryRun {
-			res.Pending = appliedList(pending)
-			res.To = wouldReach(pending, st.version, true)
-			return true, nil
-		}
-		if len(pending) == 0 && !stepInterrupted(path) {
-			if target < st.version {
-				return false, &Error{Path: path, Kind: ErrMigration, Detail: fmt.Sprintf("--to %d is below the current version %d", target, st.version),
-					Hint: "use `shoal down --to` to go back"}
-			}
-			return true, nil
-		}
-		return false, nil
-	}()
+	done, rememberFP, err := e.lookUnlocked(ctx, path, info, target, o, res)
 	if rememberFP || err == nil && done && !o.DryRun && res.To >= e.head {
 		if info, ierr := inspectFile(path); ierr == nil && info.exists {
 			e.rememberAtHead(path, info.fp)
 		}
 	}
 	return done, err
+}
+
+// lookUnlocked is planUnlocked's look at an existing file, on a connection
+// closed before it returns: done as in planUnlocked; remember: the header
+// pragmas say the DB is at head (fingerprint it once closed).
+func (e *Engine) lookUnlocked(ctx context.Context, path string, info fileInfo, target int64, o MigrateOptions, res *Result) (done, remember bool, err error) {
+	atHead := target >= e.head
+	budget := budgetFrom(ctx)
+	db, err := openDB(path, e.opts.BusyTimeout, o.DryRun)
+	if err != nil {
+		return false, false, err
+	}
+	release := sqliteInUse(path) // raw reads of the file must not drop SQLite's locks (fdpark.go)
+	defer func() {
+		db.Close()
+		release()
+	}()
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return false, false, openError(path, err)
+	}
+	defer conn.Close()
+	budget.opened(conn, e.opts.BusyTimeout)
+	q := budgeted(conn, budget)
+	if info.exists && atHead && !o.DryRun {
+		appID, err := pragmaInt(ctx, q, "application_id")
+		if err != nil {
+			return false, false, sqliteError(path, err)
+		}
+		uv, err := pragmaInt(ctx, q, "user_version")
+		if err != nil {
+			return false, false, sqliteError(path, err)
+		}
+		if appID == shoalAppID && uv == e.headHash {
+			res.From, res.To = e.head, e.head
+			return true, true, nil // fingerprinted after close: closing may checkpoint a WAL
+		}
+	}
+	st := &dbState{applied: map[int64]HistoryRow{}}
+	if info.exists {
+		if st, err = readState(ctx, path, q); err != nil {
+			return false, false, err
+		}
+	}
+	pending, err := e.plan(path, st, target, o)
+	if err != nil {
+		return false, false, err
+	}
+	res.From, res.To = st.version, st.version
+	if o.DryRun {
+		res.Pending = appliedList(pending)
+		res.To = wouldReach(pending, st.version, true)
+		return true, false, nil
+	}
+	if len(pending) == 0 && !stepInterrupted(path) {
+		if target < st.version {
+			return false, false, &Error{Path: path, Kind: ErrMigration, Detail: fmt.Sprintf("--to %d is below the current version %d", target, st.version),
+				Hint: "use `shoal down --to` to go back"}
+		}
+		return true, false, nil
+	}
+	return false, false, nil
 }
 
 // migrateLocked is the part of a run under the migrator lock. The DB is
