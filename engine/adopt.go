@@ -547,7 +547,7 @@ func (e *Engine) MigrateAdopting(ctx context.Context, path string, mo MigrateOpt
 		}
 		if errors.Is(eerr, ErrEnroll) {
 			return nil, nil, &Error{Path: path, Kind: ErrUnmanaged, Detail: "cannot take over its history", Err: eerr,
-				Hint: "fix what the message says, or adopt it with `shoal enroll --db " + path + "`"}
+				Hint: "fix what the message says, or adopt it with Engine.Enroll"}
 		}
 		return nil, nil, eerr
 	}

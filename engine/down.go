@@ -30,7 +30,7 @@ func (e *Engine) Down(ctx context.Context, path string, to int64) (*Result, erro
 	defer s.close()
 	st := s.st
 	if !st.managed && st.userObjects > 0 {
-		return nil, &Error{Path: path, Kind: ErrUnmanaged, Hint: "adopt it with `shoal enroll` first"}
+		return nil, &Error{Path: path, Kind: ErrUnmanaged, Hint: "adopt it with Engine.Enroll first"}
 	}
 	res.From, res.To = st.version, st.version
 	steps, err := e.downPlan(path, st, to)

@@ -65,7 +65,7 @@ func acquireLock(ctx context.Context, db string, timeout time.Duration) (*fileLo
 			f.Close()
 			return nil, &Error{Path: db, Kind: ErrLocked,
 				Detail: fmt.Sprintf("another migrator held %s for more than %s", p, timeout),
-				Hint:   "wait for it to finish or raise --busy-timeout"}
+				Hint:   "wait for it to finish or raise Options.BusyTimeout"}
 		}
 		if err := wait.Wait(ctx); err != nil {
 			f.Close()

@@ -12,7 +12,7 @@ func (e *Engine) plan(path string, st *dbState, target int64, o MigrateOptions) 
 	if !st.managed && st.userObjects > 0 {
 		return nil, &Error{Path: path, Kind: ErrUnmanaged,
 			Detail: fmt.Sprintf("it has %d tables, indexes, views or triggers and no %s table", st.userObjects, historyTable),
-			Hint:   "adopt it with `shoal enroll --db " + path + "` once its schema matches your migrations"}
+			Hint:   "adopt it with Engine.Enroll once its schema matches your migrations"}
 	}
 	if err := e.checkApplied(path, st, o.AllowChanged); err != nil {
 		return nil, err
@@ -26,7 +26,7 @@ func (e *Engine) plan(path string, st *dbState, target int64, o MigrateOptions) 
 		if m.Version < st.version && !o.AllowOutOfOrder {
 			return nil, &Error{Path: path, Kind: ErrOutOfOrder,
 				Detail: fmt.Sprintf("%s is pending but version %d is already applied", m.File, st.version),
-				Hint:   "renumber the migration above the newest applied one, or pass --allow-out-of-order"}
+				Hint:   "renumber the migration above the newest applied one, or set MigrateOptions.AllowOutOfOrder"}
 		}
 		// Other layouts refuse empty files when loading (diesel's initial
 		// setup migration excepted); shoal's own loads them so that
@@ -58,12 +58,12 @@ func (e *Engine) checkApplied(path string, st *dbState, allowChanged bool) error
 	if len(ahead) > 0 {
 		return &Error{Path: path, Kind: ErrAhead,
 			Detail: "applied versions with no migration file: " + strings.Join(ahead, ", "),
-			Hint:   "deploy the migrations this DB was migrated with, or roll it back with `shoal down` from a build that has them"}
+			Hint:   "deploy the migrations this DB was migrated with, or roll it back with Engine.Down from a build that has them"}
 	}
 	if len(changed) > 0 {
 		return &Error{Path: path, Kind: ErrChanged,
 			Detail: "edited after they were applied: " + strings.Join(changed, ", "),
-			Hint:   "restore the applied text, add a new migration instead, or accept the edit with `shoal accept` / --allow-changed"}
+			Hint:   "restore the applied text, add a new migration instead, or accept the edit with Engine.Accept / MigrateOptions.AllowChanged"}
 	}
 	return nil
 }

@@ -56,7 +56,7 @@ func (e *Engine) Version(ctx context.Context, path string) (int64, error) {
 		return 0, err
 	}
 	if !st.managed && st.userObjects > 0 {
-		return 0, &Error{Path: path, Kind: ErrUnmanaged, Hint: "adopt it with `shoal enroll --db " + path + "`"}
+		return 0, &Error{Path: path, Kind: ErrUnmanaged, Hint: "adopt it with Engine.Enroll"}
 	}
 	return st.version, nil
 }

@@ -636,7 +636,7 @@ func lockOrSQLite(path string, err error) error {
 	}
 	if strings.Contains(err.Error(), "SQLITE_BUSY") || strings.Contains(err.Error(), "database is locked") {
 		return &Error{Path: path, Kind: ErrLocked, Detail: "another connection held the write lock past the busy timeout", Err: err,
-			Hint: "retry later or raise --busy-timeout"}
+			Hint: "retry later or raise Options.BusyTimeout"}
 	}
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return err

@@ -55,7 +55,7 @@ func classifySQLite(path string, err error) error {
 		return diskFullError(path, err, "")
 	case sqliteBusyErr(err):
 		return &Error{Path: path, Kind: ErrLocked, Detail: "another connection held a lock on the database past the busy timeout", Err: err,
-			Hint: "retry later or raise --busy-timeout"}
+			Hint: "retry later or raise Options.BusyTimeout"}
 	}
 	return nil
 }

@@ -60,7 +60,7 @@ func (e *Engine) Status(ctx context.Context, path string) (*Status, error) {
 			return nil, err
 		}
 		if !st.managed && st.userObjects > 0 {
-			return nil, &Error{Path: path, Kind: ErrUnmanaged, Hint: "adopt it with `shoal enroll --db " + path + "`"}
+			return nil, &Error{Path: path, Kind: ErrUnmanaged, Hint: "adopt it with Engine.Enroll"}
 		}
 	}
 	s.Version = st.version

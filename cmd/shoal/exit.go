@@ -57,7 +57,7 @@ func actionError(err error) error {
 	if errors.Is(err, fleet.ErrBadAuthConfig) {
 		return usageError("%v", err)
 	}
-	msg := err.Error()
+	msg := cliTerms(err)
 	for _, a := range cliAdvice {
 		if errors.Is(err, a.kind) && !strings.Contains(msg, a.mentions) {
 			msg += " (" + a.advice + ")"
@@ -78,6 +78,36 @@ var cliAdvice = []struct {
 	advice   string
 }{
 	{engine.ErrLocked, "--busy-timeout", "retry later or raise --busy-timeout"},
+}
+
+// apiTerms are the API names an engine error's hint may give for what to
+// do, and what the CLI says instead (PATH: the error's database).
+var apiTerms = []struct{ api, cli string }{
+	{"Options.BusyTimeout", "--busy-timeout"},
+	{"Engine.Enroll", "`shoal enroll --db PATH`"},
+	{"set MigrateOptions.AllowOutOfOrder", "pass --allow-out-of-order"},
+	{"MigrateOptions.AllowChanged", "--allow-changed"},
+	{"Engine.Accept", "`shoal accept`"},
+	{"Engine.Down", "`shoal down`"},
+}
+
+// cliTerms is err's message with the hint of its *engine.Error in the CLI's
+// words (apiTerms): the library speaks of its API, the CLI of its flags and
+// commands.
+func cliTerms(err error) string {
+	msg := err.Error()
+	var ee *engine.Error
+	if !errors.As(err, &ee) || ee.Hint == "" {
+		return msg
+	}
+	cli := *ee
+	for _, t := range apiTerms {
+		cli.Hint = strings.ReplaceAll(cli.Hint, t.api, strings.ReplaceAll(t.cli, "PATH", ee.Path))
+	}
+	if cli.Hint == ee.Hint {
+		return msg
+	}
+	return strings.Replace(msg, ee.Error(), cli.Error(), 1)
 }
 
 // silentFailure is exit 1 when the command already printed what went wrong

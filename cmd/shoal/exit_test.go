@@ -1,8 +1,10 @@
 package main
 
 import (
+	"database/sql"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -47,5 +49,43 @@ func TestActionError(t *testing.T) {
 	plain := errors.New("something else")
 	if c, msg := code(actionError(plain)); c != exitFailure || msg != "something else" {
 		t.Fatalf("plain: exit %d %q", c, msg)
+	}
+}
+
+// The engine's hints speak of its API (Engine.Enroll, MigrateOptions.AllowChanged,
+// Options.BusyTimeout); on stderr the CLI names its commands and flags instead.
+func TestEngineHintsInCLITerms(t *testing.T) {
+	d := t.TempDir()
+	writeFiles(t, d, map[string]string{"m/0001_a.sql": "CREATE TABLE a (x);"})
+	// Unmanaged: a DB with a table and no shoal history.
+	db := filepath.Join(d, "app.db")
+	if o := shoal(t, d, nil, "migrate", "--dir", "m", "--db", filepath.Join(d, "seed.db")); o.code != 0 {
+		t.Fatal(o)
+	}
+	h, err := sql.Open("sqlite", db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Exec("CREATE TABLE legacy (y)"); err != nil {
+		t.Fatal(err)
+	}
+	h.Close()
+	o := shoal(t, d, nil, "migrate", "--dir", "m", "--db", db)
+	if o.code != 1 || !strings.Contains(o.stderr, "adopt it with `shoal enroll --db "+db+"` once its schema matches your migrations") || strings.Contains(o.stderr, "Engine.") {
+		t.Fatalf("unmanaged: %+v", o)
+	}
+	// Changed: an applied file edited afterwards.
+	writeFiles(t, d, map[string]string{"m/0001_a.sql": "CREATE TABLE a (x, z);"})
+	o = shoal(t, d, nil, "migrate", "--dir", "m", "--db", filepath.Join(d, "seed.db"))
+	if o.code != 1 || !strings.Contains(o.stderr, "accept the edit with `shoal accept` / --allow-changed") || strings.Contains(o.stderr, "MigrateOptions") {
+		t.Fatalf("changed: %+v", o)
+	}
+	// The mapping itself, for a lock timeout.
+	locked := &engine.Error{Path: "/srv/a.db", Kind: engine.ErrLocked, Detail: "another migrator held it", Hint: "wait for it to finish or raise Options.BusyTimeout"}
+	if msg := cliTerms(locked); !strings.HasSuffix(msg, "(wait for it to finish or raise --busy-timeout)") {
+		t.Fatalf("locked: %s", msg)
+	}
+	if msg := cliTerms(fmt.Errorf("tenant x: %w", locked)); !strings.HasPrefix(msg, "tenant x: /srv/a.db") || !strings.Contains(msg, "--busy-timeout") {
+		t.Fatalf("wrapped: %s", msg)
 	}
 }
