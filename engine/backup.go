@@ -138,7 +138,7 @@ func placeBackup(path string, o BackupOptions, fail func(file string, cause erro
 		if errors.As(err, &dp) {
 			return "", fail(dp.dir, nil, dp.detail, dp.hint, dp.err)
 		}
-		return "", fail(o.Dir, nil, "cannot use the backup directory", "check --backup-dir", err)
+		return "", fail(o.Dir, nil, "cannot use the backup directory", "check BackupOptions.Dir", err)
 	}
 	cleanupDirs := func() {
 		for i := len(created) - 1; i >= 0; i-- {
@@ -150,7 +150,7 @@ func placeBackup(path string, o BackupOptions, fail func(file string, cause erro
 	tmp, err := createLockedTemp(dir, "."+base+".*.bak-tmp", dbPerm(path))
 	if err != nil {
 		cleanupDirs()
-		return "", fail(dir, nil, "cannot write in the backup directory", "make it writable by this user or choose another --backup-dir", err)
+		return "", fail(dir, nil, "cannot write in the backup directory", "make it writable by this user or choose another BackupOptions.Dir", err)
 	}
 	tmpName := tmp.Name()
 	// The flock on tmp tells a later run's cleanup that this file is in
@@ -204,11 +204,11 @@ func backupDir(path string, o BackupOptions) (dir string, created []string, err 
 	st, serr := os.Stat(o.Dir)
 	switch {
 	case serr != nil && (errors.Is(serr, fs.ErrNotExist) || errors.Is(serr, syscall.ENOTDIR)):
-		return "", nil, &dirProblem{o.Dir, "the backup directory does not exist", "create it or fix --backup-dir", serr}
+		return "", nil, &dirProblem{o.Dir, "the backup directory does not exist", "create it or fix BackupOptions.Dir", serr}
 	case serr != nil:
 		return "", nil, &dirProblem{o.Dir, "cannot access the backup directory", "check its permissions", serr}
 	case !st.IsDir():
-		return "", nil, &dirProblem{o.Dir, "the backup directory is not a directory", "fix --backup-dir", nil}
+		return "", nil, &dirProblem{o.Dir, "the backup directory is not a directory", "fix BackupOptions.Dir", nil}
 	}
 	if o.Root == "" {
 		return o.Dir, nil, nil
@@ -216,11 +216,11 @@ func backupDir(path string, o BackupOptions) (dir string, created []string, err 
 	absRoot, err1 := filepath.Abs(o.Root)
 	absPath, err2 := filepath.Abs(path)
 	if err := errors.Join(err1, err2); err != nil {
-		return "", nil, &dirProblem{o.Root, "cannot resolve the root", "pass an absolute --root", err}
+		return "", nil, &dirProblem{o.Root, "cannot resolve the root", "pass an absolute BackupOptions.Root", err}
 	}
 	rel, rerr := filepath.Rel(absRoot, absPath)
 	if rerr != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
-		return "", nil, &dirProblem{o.Root, "the database is not under the root", "pass the --root the database lives under, or no --root for a flat backup directory", rerr}
+		return "", nil, &dirProblem{o.Root, "the database is not under the root", "pass the BackupOptions.Root the database lives under, or no BackupOptions.Root for a flat backup directory", rerr}
 	}
 	dir = filepath.Join(o.Dir, filepath.Dir(rel))
 	// Record the directories MkdirAll is about to create.
@@ -234,7 +234,7 @@ func backupDir(path string, o BackupOptions) (dir string, created []string, err 
 		for i := len(created) - 1; i >= 0; i-- {
 			_ = os.Remove(created[i])
 		}
-		return "", nil, &dirProblem{dir, "cannot create the mirrored backup directory", "make the backup directory writable by this user or choose another --backup-dir", err}
+		return "", nil, &dirProblem{dir, "cannot create the mirrored backup directory", "make the backup directory writable by this user or choose another BackupOptions.Dir", err}
 	}
 	for _, d := range created {
 		_ = syncDir(filepath.Dir(d))

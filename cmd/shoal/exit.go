@@ -89,6 +89,8 @@ var apiTerms = []struct{ api, cli string }{
 	{"MigrateOptions.AllowChanged", "--allow-changed"},
 	{"Engine.Accept", "`shoal accept`"},
 	{"Engine.Down", "`shoal down`"},
+	{"BackupOptions.Dir", "--backup-dir"},
+	{"BackupOptions.Root", "--root"},
 }
 
 // cliTerms is err's message with the hint of its *engine.Error in the CLI's

@@ -89,3 +89,21 @@ func TestEngineHintsInCLITerms(t *testing.T) {
 		t.Fatalf("wrapped: %s", msg)
 	}
 }
+
+// Backup problems: the same, for the backup directory flags.
+func TestEngineBackupHintsInCLITerms(t *testing.T) {
+	d := t.TempDir()
+	writeFiles(t, d, map[string]string{"m/0001_a.sql": "CREATE TABLE a (x);"})
+	db := filepath.Join(d, "app.db")
+	if o := shoal(t, d, nil, "migrate", "--dir", "m", "--db", db); o.code != 0 {
+		t.Fatal(o)
+	}
+	o := shoal(t, d, nil, "backup", "--db", db, "--backup-dir", filepath.Join(d, "nope"))
+	if o.code != 1 || !strings.Contains(o.stderr, "(create it or fix --backup-dir)") || strings.Contains(o.stderr, "BackupOptions") {
+		t.Fatalf("backup dir: %+v", o)
+	}
+	root := &engine.Error{Op: "backup", Path: "/srv/a.db", Kind: engine.ErrBackup, File: "/b", Hint: "pass the BackupOptions.Root the database lives under, or no BackupOptions.Root for a flat backup directory"}
+	if msg := cliTerms(root); !strings.Contains(msg, "(pass the --root the database lives under, or no --root for a flat backup directory)") {
+		t.Fatalf("root: %s", msg)
+	}
+}
