@@ -55,7 +55,19 @@ func acquireLock(ctx context.Context, db string, timeout time.Duration) (*fileLo
 	for {
 		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
 		if err == nil {
-			return &fileLock{f: f, path: p}, nil
+			if isCurrentLockFile(f, p) {
+				return &fileLock{f: f, path: p}, nil
+			}
+			// The holder removed the file we waited on (a failed first run
+			// removes the lock file it created): lock the one there now.
+			f.Close()
+			if f, err = openLockFile(p); err != nil {
+				if _, ok := dbError(err); ok {
+					return nil, err
+				}
+				return nil, &Error{Path: db, Kind: ErrLocked, Detail: "cannot reopen the lock file " + p, Err: err}
+			}
+			continue
 		}
 		if !errors.Is(err, syscall.EWOULDBLOCK) && !errors.Is(err, syscall.EINTR) {
 			f.Close()
@@ -72,6 +84,14 @@ func acquireLock(ctx context.Context, db string, timeout time.Duration) (*fileLo
 			return nil, err
 		}
 	}
+}
+
+// isCurrentLockFile reports whether the open lock file f is still the file at
+// path p: a lock on a file removed meanwhile excludes nobody.
+func isCurrentLockFile(f *os.File, p string) bool {
+	held, herr := f.Stat()
+	now, nerr := os.Lstat(p)
+	return herr == nil && nerr == nil && os.SameFile(held, now)
 }
 
 // openLockFile opens (creating it if needed) the lock file p without

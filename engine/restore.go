@@ -99,6 +99,9 @@ func Restore(ctx context.Context, path, backup string, o RestoreOptions) (replac
 		return fail(lockFile, nil, "cannot lock the migrator lock file", "check the file system supports flock", err)
 	}
 	defer syscall.Flock(int(lf.Fd()), syscall.LOCK_UN)
+	if !isCurrentLockFile(lf, lockFile) {
+		return fail(lockFile, ErrLocked, "a shoal migrator replaced the lock file while the restore took it", "run the restore again", nil)
+	}
 	lk := &fileLock{f: lf, path: lockFile}
 	marker, _ := lk.readMarker()
 
