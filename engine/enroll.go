@@ -49,7 +49,7 @@ func (e *Engine) EnrollWith(ctx context.Context, path string, o EnrollOptions) (
 		return nil, err
 	}
 	if !exists {
-		return nil, &Error{Path: path, Kind: ErrNotFound, Hint: "enroll adopts an existing database; a new one needs only `shoal migrate`"}
+		return nil, &Error{Path: path, Kind: ErrNotFound, Hint: "enroll adopts an existing database; a new one needs only Engine.Migrate"}
 	}
 	if version < 0 || version > e.head {
 		return nil, &Error{Kind: ErrEnroll, Path: path, Version: version, Detail: fmt.Sprintf("--version %d is not between 1 and head %d", version, e.head)}

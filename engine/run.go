@@ -164,7 +164,7 @@ func (e *Engine) lookUnlocked(ctx context.Context, path string, info fileInfo, t
 	if len(pending) == 0 && !stepInterrupted(path) {
 		if target < st.version {
 			return false, false, &Error{Path: path, Kind: ErrMigration, Detail: fmt.Sprintf("--to %d is below the current version %d", target, st.version),
-				Hint: "use `shoal down --to` to go back"}
+				Hint: "use Engine.Down to go back"}
 		}
 		return true, false, nil
 	}
@@ -201,7 +201,7 @@ func (e *Engine) migrateLocked(ctx context.Context, path string, o MigrateOption
 	if len(pending) == 0 {
 		if target < s.st.version {
 			return nil, &Error{Path: path, Kind: ErrMigration, Detail: fmt.Sprintf("--to %d is below the current version %d", target, s.st.version),
-				Hint: "use `shoal down --to` to go back"}
+				Hint: "use Engine.Down to go back"}
 		}
 		return res, nil // another migrator did the work
 	}

@@ -139,12 +139,12 @@ func DBSchema(ctx context.Context, path string) ([]SchemaObject, error) {
 	st, err := os.Stat(path)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return nil, &Error{Path: path, Kind: ErrNotFound, Hint: "check --db"}
+			return nil, &Error{Path: path, Kind: ErrNotFound, Hint: "check the path"}
 		}
 		return nil, &Error{Path: path, Kind: ErrNotFound, Detail: "cannot stat the file", Err: err, Hint: "check the path and its permissions"}
 	}
 	if !st.Mode().IsRegular() {
-		return nil, &Error{Path: path, Kind: ErrCorrupt, Detail: "not a regular file", Hint: "point --db at a SQLite database file"}
+		return nil, &Error{Path: path, Kind: ErrCorrupt, Detail: "not a regular file", Hint: "give the path of a SQLite database file"}
 	}
 	db, err := sql.Open("sqlite", safetyDSN(path, "mode=ro&_pragma=busy_timeout(30000)"))
 	if err != nil {

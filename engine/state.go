@@ -56,7 +56,7 @@ func inspectFile(path string) (fileInfo, error) {
 	}
 	if fi.IsDir() {
 		return info, &Error{Path: path, Kind: ErrCorrupt, Detail: "is a directory, not a database file",
-			Hint: "point --db at a SQLite file"}
+			Hint: "give the path of a SQLite database file"}
 	}
 	if !fi.Mode().IsRegular() {
 		return info, &Error{Path: path, Kind: ErrCorrupt, Detail: "is not a regular file"}

@@ -85,6 +85,14 @@ func TestEngineHintsInCLITerms(t *testing.T) {
 	if msg := cliTerms(locked); !strings.HasSuffix(msg, "(wait for it to finish or raise --busy-timeout)") {
 		t.Fatalf("locked: %s", msg)
 	}
+	below := &engine.Error{Path: "/srv/a.db", Kind: engine.ErrBadTarget, Detail: "--to 1 is below the current version 2", Hint: "use Engine.Down to go back"}
+	if msg := cliTerms(below); !strings.HasSuffix(msg, "(use `shoal down` to go back)") {
+		t.Fatalf("below: %s", msg)
+	}
+	fresh := &engine.Error{Path: "/srv/a.db", Kind: engine.ErrNotFound, Hint: "enroll adopts an existing database; a new one needs only Engine.Migrate"}
+	if msg := cliTerms(fresh); !strings.HasSuffix(msg, "a new one needs only `shoal migrate`)") {
+		t.Fatalf("enroll of a missing file: %s", msg)
+	}
 	if msg := cliTerms(fmt.Errorf("tenant x: %w", locked)); !strings.HasPrefix(msg, "tenant x: /srv/a.db") || !strings.Contains(msg, "--busy-timeout") {
 		t.Fatalf("wrapped: %s", msg)
 	}
