@@ -349,38 +349,15 @@ func loadLayout(fsys fs.FS, dirName string, dl *dirLayout, gos []GoMigration) ([
 	if err != nil {
 		return nil, err
 	}
-	out := []Migration{}
-	byVersion := map[int64]string{}
-	claim := func(v int64, file string) error {
-		if other, dup := byVersion[v]; dup {
-			return &DirError{Dir: dirName, File: other, Other: file,
-				Reason: fmt.Sprintf("both have version %d: rename one of them so that every version is used once", v)}
-		}
-		byVersion[v] = file
-		return nil
-	}
+	files := make([]Migration, 0, len(units))
 	for _, u := range units {
 		m, err := readLayoutUnit(fsys, dirName, dl.name, u)
 		if err != nil {
 			return nil, err
 		}
-		if err := claim(m.Version, m.File); err != nil {
-			return nil, err
-		}
-		out = append(out, m)
+		files = append(files, m)
 	}
-	for _, g := range gos {
-		m, err := goMigration(dirName, g)
-		if err != nil {
-			return nil, err
-		}
-		if err := claim(m.Version, m.File); err != nil {
-			return nil, err
-		}
-		out = append(out, m)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Version < out[j].Version })
-	return out, nil
+	return mergeMigrations(dirName, true, files, gos)
 }
 
 // readLayoutFile reads one file of a migration: valid UTF-8, no NUL byte.
@@ -397,14 +374,24 @@ func readLayoutFile(fsys fs.FS, dirName, name string) ([]byte, error) {
 	if err != nil {
 		return fail("cannot be read (%v): check its permissions", err)
 	}
-	if !utf8.Valid(data) {
-		line, col := invalidUTF8At(data)
-		return fail("is not valid UTF-8 (line %d, byte %d of the line): save it as UTF-8", line, col)
-	}
-	if i := bytes.IndexByte(data, 0); i >= 0 {
-		return fail("line %d: contains a NUL byte, which SQLite would take for the end of the text: remove it (is this a binary file?)", 1+bytes.Count(data[:i], []byte("\n")))
+	if err := checkText(dirName, name, data, false); err != nil {
+		return nil, err
 	}
 	return data, nil
+}
+
+// checkText refuses migration text that is not valid UTF-8 or (unless
+// nulOK, for scripts) holds a NUL byte, which SQLite would take for the end
+// of the text.
+func checkText(dirName, name string, data []byte, nulOK bool) error {
+	if !utf8.Valid(data) {
+		line, col := invalidUTF8At(data)
+		return &DirError{Dir: dirName, File: name, Reason: fmt.Sprintf("is not valid UTF-8 (line %d, byte %d of the line): save it as UTF-8", line, col)}
+	}
+	if i := bytes.IndexByte(data, 0); i >= 0 && !nulOK {
+		return &DirError{Dir: dirName, File: name, Reason: fmt.Sprintf("line %d: contains a NUL byte, which SQLite would take for the end of the text: remove it (is this a binary file?)", 1+bytes.Count(data[:i], []byte("\n")))}
+	}
+	return nil
 }
 
 // readLayoutUnit reads and parses one migration of a foreign layout. Its

@@ -67,7 +67,7 @@ func pairUnits(fsys fs.FS, dirName, layout string) ([]layoutUnit, error) {
 			}
 			p := get(v)
 			if p.up != "" {
-				return nil, &DirError{Dir: dirName, File: p.up, Other: f, Reason: fmt.Sprintf("both have version %d: keep one", v)}
+				return nil, &DirError{Dir: dirName, File: p.up, Other: f, Kind: ErrDuplicateVersion, Reason: fmt.Sprintf("both have version %d: keep one", v)}
 			}
 			p.up, p.name = f, m[2]
 			continue
@@ -492,7 +492,7 @@ func flywayUnits(fsys fs.FS, dirName, layout string) ([]layoutUnit, error) {
 			continue
 		}
 		if u, dup := units[v]; dup {
-			return nil, &DirError{Dir: dirName, File: u.up, Other: f.path, Reason: fmt.Sprintf("both have version %s: rename one of them so that every version is used once", flywayKey(f.version))}
+			return nil, &DirError{Dir: dirName, File: u.up, Other: f.path, Kind: ErrDuplicateVersion, Reason: fmt.Sprintf("both have version %s: rename one of them so that every version is used once", flywayKey(f.version))}
 		}
 		units[v] = &layoutUnit{version: v, name: f.desc, toolKey: flywayKey(f.version), up: f.path}
 		order = append(order, v)

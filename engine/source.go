@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -65,15 +64,7 @@ var scriptInterpreters = map[string]string{".sh": "sh", ".py": "python3"}
 // migrations with the same version, a Go migration without Up. A nil fsys or
 // an empty directory has no migrations.
 func loadMigrations(fsys fs.FS, dirName string, gos []GoMigration) ([]Migration, error) {
-	out := []Migration{}
-	byVersion := map[int64]string{} // version -> file, to find duplicates
-	claim := func(v int64, file string) error {
-		if other, dup := byVersion[v]; dup {
-			return duplicateError(dirName, other, file, v)
-		}
-		byVersion[v] = file
-		return nil
-	}
+	files := []Migration{}
 	var unversioned []string
 
 	if fsys != nil {
@@ -113,25 +104,13 @@ func loadMigrations(fsys fs.FS, dirName string, gos []GoMigration) ([]Migration,
 			if err != nil {
 				return nil, err
 			}
-			if err := claim(m.Version, m.File); err != nil {
-				return nil, err
-			}
-			out = append(out, m)
+			files = append(files, m)
 		}
 	}
-
-	for _, g := range gos {
-		m, err := goMigration(dirName, g)
-		if err != nil {
-			return nil, err
-		}
-		if err := claim(m.Version, m.File); err != nil {
-			return nil, err
-		}
-		out = append(out, m)
+	out, err := mergeMigrations(dirName, false, files, gos)
+	if err != nil {
+		return nil, err
 	}
-
-	sort.Slice(out, func(i, j int) bool { return out[i].Version < out[j].Version })
 	if len(unversioned) > 0 {
 		return nil, unversionedError(dirName, unversioned, out)
 	}
@@ -191,14 +170,40 @@ func unversionedError(dirName string, files []string, ms []Migration) error {
 			what, strings.Join(renames, ", "), nameHint)}
 }
 
+// mergeMigrations adds the Go migrations to the migrations read from files,
+// refuses two migrations with one version (in any layout, the same error
+// kind), and sorts them by version.
+func mergeMigrations(dirName string, foreign bool, files []Migration, gos []GoMigration) ([]Migration, error) {
+	out := files
+	byVersion := make(map[int64]string, len(files)+len(gos)) // version -> file
+	for _, g := range gos {
+		m, err := goMigration(dirName, g)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, m)
+	}
+	for _, m := range out {
+		if other, dup := byVersion[m.Version]; dup {
+			return nil, duplicateError(dirName, other, m.File, m.Version, foreign)
+		}
+		byVersion[m.Version] = m.File
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Version < out[j].Version })
+	return out, nil
+}
+
 // duplicateError names two migrations with one version: two branches that
 // each added a migration are what `shoal renumber` untangles. (A
 // golang-migrate .up.sql/.down.sql pair never gets here: such a directory
 // is read in its own layout.)
-func duplicateError(dirName, a, b string, v int64) error {
-	return &DirError{Dir: dirName, File: a, Other: b, Kind: ErrDuplicateVersion,
-		Reason: fmt.Sprintf("both have version %d: rename one of them so that every version is used once "+
-			"(two branches added the same version? `shoal renumber` moves the newer one above the others)", v)}
+// In another tool's layout `shoal renumber` does not apply.
+func duplicateError(dirName, a, b string, v int64, foreign bool) error {
+	reason := fmt.Sprintf("both have version %d: rename one of them so that every version is used once", v)
+	if !foreign {
+		reason += " (two branches added the same version? `shoal renumber` moves the newer one above the others)"
+	}
+	return &DirError{Dir: dirName, File: a, Other: b, Kind: ErrDuplicateVersion, Reason: reason}
 }
 
 // skipEntry reports directory entries to skip (directories, also behind a
@@ -230,9 +235,9 @@ func readMigrationFile(fsys fs.FS, dirName, name string, n MigrationName) (Migra
 	if err != nil {
 		return fail("cannot be read (%v): check its permissions", err)
 	}
-	if !utf8.Valid(data) {
-		line, col := invalidUTF8At(data)
-		return fail("is not valid UTF-8 (line %d, byte %d of the line): save it as UTF-8", line, col)
+	interp, isScript := scriptInterpreters[n.Ext]
+	if err := checkText(dirName, name, data, isScript); err != nil {
+		return Migration{}, err
 	}
 	m := Migration{
 		Version:  n.Version,
@@ -240,14 +245,11 @@ func readMigrationFile(fsys fs.FS, dirName, name string, n MigrationName) (Migra
 		File:     name,
 		Checksum: Checksum(data),
 	}
-	if interp, ok := scriptInterpreters[n.Ext]; ok {
+	if isScript {
 		m.Kind = KindScript
 		m.Script = data
 		m.Interpreter = interp
 		return m, nil
-	}
-	if i := bytes.IndexByte(data, 0); i >= 0 {
-		return fail("line %d: contains a NUL byte, which SQLite would take for the end of the text: remove it (is this a binary file?)", 1+bytes.Count(data[:i], []byte("\n")))
 	}
 	if err := parseSQLMigration(dirName, &m, string(normalizeText(data))); err != nil {
 		return Migration{}, err

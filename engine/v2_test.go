@@ -244,6 +244,18 @@ func TestDuplicateVersionMessages(t *testing.T) {
 	if !errors.Is(err, ErrDuplicateVersion) || !strings.Contains(err.Error(), "shoal renumber") {
 		t.Fatalf("want a renumber hint, got %v", err)
 	}
+	// Another tool's layout: the same error kind, and no renumber (it
+	// renames only shoal's own files); a Go migration clashing with a file
+	// is found the same way in both.
+	_, err = New(Options{Dir: dir(map[string]string{"V1__a.sql": "SELECT 1;", "V1.0__b.sql": "SELECT 2;"}), DirName: "migs"})
+	if !errors.Is(err, ErrDuplicateVersion) || strings.Contains(err.Error(), "renumber") {
+		t.Fatalf("flyway duplicate: %v", err)
+	}
+	up := func(context.Context, *sql.Tx) error { return nil }
+	_, err = New(Options{Dir: dir(map[string]string{"1_a.up.sql": "SELECT 1;", "1_a.down.sql": "SELECT 1;"}), Go: []GoMigration{{Version: 1, Name: "g", Up: up}}})
+	if !errors.Is(err, ErrDuplicateVersion) {
+		t.Fatalf("go migration clashing with a golang-migrate file: %v", err)
+	}
 }
 
 // The template of `shoal new` loads (so `shoal new` can run again) but is
