@@ -256,6 +256,18 @@ func (a *adopter) query(ctx context.Context, q string, scan func(*sql.Rows) erro
 	return sqliteError(a.path, rows.Err())
 }
 
+// texts runs a query of one text column and returns its values.
+func (a *adopter) texts(q string) ([]string, error) {
+	var out []string
+	err := a.query(bg, q, func(r *sql.Rows) error {
+		var k string
+		err := r.Scan(&k)
+		out = append(out, k)
+		return err
+	})
+	return out, err
+}
+
 var bg = context.Background()
 
 // versionOf maps a version as a tool records it to shoal's: the migration
@@ -385,13 +397,8 @@ func (a *adopter) schemaMigrations(tool string) (*foreignHistory, error) {
 	if !a.has("schema_migrations", "version") || a.has("schema_migrations", "dirty") {
 		return nil, nil
 	}
-	var keys []string
-	if err := a.query(bg, `SELECT CAST(version AS TEXT) FROM schema_migrations`, func(r *sql.Rows) error {
-		var k string
-		err := r.Scan(&k)
-		keys = append(keys, k)
-		return err
-	}); err != nil {
+	keys, err := a.texts(`SELECT CAST(version AS TEXT) FROM schema_migrations`)
+	if err != nil {
 		return nil, err
 	}
 	name := "dbmate/Rails"
@@ -438,13 +445,8 @@ func (a *adopter) diesel() (*foreignHistory, error) {
 	if !a.has("__diesel_schema_migrations", "version") {
 		return nil, nil
 	}
-	var keys []string
-	if err := a.query(bg, `SELECT CAST(version AS TEXT) FROM __diesel_schema_migrations`, func(r *sql.Rows) error {
-		var k string
-		err := r.Scan(&k)
-		keys = append(keys, k)
-		return err
-	}); err != nil {
+	keys, err := a.texts(`SELECT CAST(version AS TEXT) FROM __diesel_schema_migrations`)
+	if err != nil {
 		return nil, err
 	}
 	return a.mapKeys(FromDiesel, "__diesel_schema_migrations", keys, false)
@@ -455,13 +457,8 @@ func (a *adopter) alembicHistory() (*foreignHistory, error) {
 	if !a.has("alembic_version", "version_num") {
 		return nil, nil
 	}
-	var revs []string
-	if err := a.query(bg, `SELECT version_num FROM alembic_version`, func(r *sql.Rows) error {
-		var k string
-		err := r.Scan(&k)
-		revs = append(revs, k)
-		return err
-	}); err != nil {
+	revs, err := a.texts(`SELECT version_num FROM alembic_version`)
+	if err != nil {
 		return nil, err
 	}
 	switch {
