@@ -8,9 +8,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"regexp"
-	"sort"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -394,30 +391,8 @@ type backupFile struct {
 
 // listBackups returns the backups of base in dir, oldest first.
 func listBackups(dir, base string) ([]backupFile, error) {
-	re := regexp.MustCompile(`^` + regexp.QuoteMeta(base) + `\.(\d{8}T\d{6}\.\d{9})(?:-(\d+))?\.bak$`)
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		return nil, err
-	}
-	var out []backupFile
-	for _, e := range ents {
-		m := re.FindStringSubmatch(e.Name())
-		if m == nil || !e.Type().IsRegular() {
-			continue
-		}
-		n := 0
-		if m[2] != "" {
-			n, _ = strconv.Atoi(m[2])
-		}
-		out = append(out, backupFile{name: e.Name(), ts: m[1], n: n})
-	}
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].ts != out[j].ts {
-			return out[i].ts < out[j].ts
-		}
-		return out[i].n < out[j].n
-	})
-	return out, nil
+	groups, _, err := scanBackups(dir)
+	return groups[base], err
 }
 
 // pruneBackups deletes the backups of base in dir that are not among the
