@@ -75,6 +75,7 @@ type Options struct {
 	// consumers already acked but the stream still holds (Sweep; default
 	// 30s).
 	SweepEvery time.Duration
+	sweep      func(context.Context) (int, error) // Sweep; a test may stand in for it
 	Logger     *zap.Logger
 
 	// afterMigrate is a test hook run between the migration and the
@@ -243,6 +244,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	backoff := retry.Backoff{Initial: 100 * time.Millisecond, Max: 5 * time.Second}
 	var lastSweep time.Time
+	var sweeping atomic.Bool
 	for ctx.Err() == nil {
 		if !w.ready.Load() {
 			// A consumer was deleted: provision both again before
@@ -304,13 +306,26 @@ func (w *Worker) Run(ctx context.Context) error {
 		for range free - got {
 			<-slots
 		}
-		if err == nil && got == 0 && time.Since(lastSweep) >= w.o.SweepEvery && ctx.Err() == nil {
+		if err == nil && got == 0 && time.Since(lastSweep) >= w.o.SweepEvery && ctx.Err() == nil && sweeping.CompareAndSwap(false, true) {
+			// The sweep runs beside the pulls, never in their way: its
+			// requests may wait for a cluster that is electing a leader,
+			// and a worker that stopped pulling meanwhile would stall
+			// the run (TestSweepDoesNotBlockPulls).
 			lastSweep = time.Now()
-			if n, serr := w.Sweep(ctx); serr != nil {
-				w.log.Debug("sweep failed", zap.Error(serr))
-			} else if n > 0 {
-				w.log.Warn("removed job messages already acked but still stored (left by a server crash)", zap.Int("count", n))
-			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer sweeping.Store(false)
+				sweep := w.o.sweep
+				if sweep == nil {
+					sweep = w.Sweep
+				}
+				if n, serr := sweep(ctx); serr != nil {
+					w.log.Debug("sweep failed", zap.Error(serr))
+				} else if n > 0 {
+					w.log.Warn("removed job messages already acked but still stored (left by a server crash)", zap.Int("count", n))
+				}
+			}()
 		}
 		if err != nil {
 			if ctx.Err() != nil {

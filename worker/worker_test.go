@@ -807,3 +807,34 @@ func TestHaltedRunSkipped(t *testing.T) {
 		t.Fatalf("next run: %+v", rep.Failed())
 	}
 }
+
+// TestSweepDoesNotBlockPulls: the sweep's requests may wait a long time for
+// a cluster that lost a leader (nats-server 2.9 kept one waiting for a
+// minute in the cluster drill); the worker pulls and migrates meanwhile.
+// Run in the pull loop, a sweep that never returned stalled every job.
+func TestSweepDoesNotBlockPulls(t *testing.T) {
+	t.Parallel()
+	v := newEnv(t, fleettest.StartEmbedded(t, "", 0).URL)
+	started := make(chan struct{})
+	var once sync.Once
+	v.worker("w", 2, func(o *Options, _ *nats.Conn) {
+		o.SweepEvery = time.Millisecond
+		o.sweep = func(ctx context.Context) (int, error) {
+			once.Do(func() { close(started) })
+			<-ctx.Done() // a sweep that waits until the worker stops
+			return 0, ctx.Err()
+		}
+	})
+	// The first idle pull starts the sweep; the jobs come after it.
+	select {
+	case <-started:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the worker never swept")
+	}
+	fleettest.Fleet(t, v.e, v.root, 8, nil)
+	v.produce("sweep-beside", nil)
+	rep := v.wait("sweep-beside", 8, 30*time.Second)
+	if !rep.OK() {
+		t.Fatalf("report %+v", rep.Summary)
+	}
+}

@@ -306,7 +306,12 @@ include ./accounts.conf
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { logf.Close() })
+		t.Cleanup(func() {
+			logf.Close()
+			if t.Failed() {
+				logTail(t, name, logf.Name(), 40)
+			}
+		})
 		p := &proc{bin: bin, args: []string{"-c", path}, env: env, log: logf}
 		p.start(t)
 		t.Cleanup(p.kill)
@@ -333,4 +338,18 @@ include ./accounts.conf
 		time.Sleep(100 * time.Millisecond)
 	}
 	return c
+}
+
+// logTail logs the last n lines of a node's server log: a failed cluster
+// test shows what the servers saw (elections, routes, restores).
+func logTail(t testing.TB, name, path string, n int) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	t.Logf("nats-server %s, last %d log lines:\n%s", name, len(lines), strings.Join(lines, "\n"))
 }
