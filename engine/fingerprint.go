@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io/fs"
 	"os"
+	"strconv"
 	"syscall"
 )
 
@@ -73,21 +74,50 @@ func (e *Engine) headerAtHead(path string, fp fingerprint, hdr [100]byte) bool {
 // cachedAtHead reports whether this handle verified path at head and the
 // file has not changed since: one stat() (two for a DB in WAL mode).
 func (e *Engine) cachedAtHead(path string) bool {
+	_, ok := e.cachedFingerprint(path)
+	return ok
+}
+
+// cachedFingerprint is cachedAtHead with the fingerprint it confirmed.
+func (e *Engine) cachedFingerprint(path string) (fingerprint, bool) {
 	e.mu.Lock()
 	fp, ok := e.cache[path]
 	e.mu.Unlock()
 	if !ok {
-		return false
+		return fingerprint{}, false
 	}
 	db, err := statID(path)
 	if err != nil || db != fp.db {
-		return false
+		return fingerprint{}, false
 	}
 	if !fp.walMode {
-		return true
+		return fp, true
 	}
 	wal, err := statID(path + "-wal")
-	return err == nil && wal == fp.wal
+	return fp, err == nil && sameWAL(wal, fp.wal)
+}
+
+// sameWAL compares two states of a -wal: a missing and an empty -wal hold
+// no frames, so they are one state (SQLite's open creates the file that a
+// checkpoint on close may remove; a checkpoint that empties it changes the
+// main file instead).
+func sameWAL(a, b fileID) bool { return a == b || (a.size == 0 && b.size == 0) }
+
+// String is the fingerprint as text (Probe.State).
+func (fp fingerprint) String() string {
+	s := fp.db.String()
+	switch {
+	case fp.walMode && fp.wal.size == 0:
+		s += " wal -" // missing or empty: one state (sameWAL)
+	case fp.walMode:
+		s += " wal " + fp.wal.String()
+	}
+	return s
+}
+
+func (id fileID) String() string {
+	return strconv.FormatUint(id.dev, 10) + "/" + strconv.FormatUint(id.ino, 10) + "/" + strconv.FormatInt(id.size, 10) + "/" +
+		strconv.FormatInt(id.mtime, 10) + "/" + strconv.FormatInt(id.ctime, 10)
 }
 
 // DefaultAtHeadCache is how many DBs verified at head an Engine remembers

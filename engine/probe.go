@@ -12,25 +12,66 @@ import (
 // and ErrCorrupt like Migrate, but does not run quick_check or compare
 // checksums (Status does).
 func (e *Engine) Version(ctx context.Context, path string) (int64, error) {
-	if e.cachedAtHead(path) {
-		return e.head, nil
+	p, err := e.Probe(ctx, path)
+	return p.Version, err
+}
+
+// Probe is what Engine.Probe found of one DB file.
+type Probe struct {
+	// Version is what Version returns.
+	Version int64
+	// AtHead: the DB is at head, verified through the migration-set
+	// fingerprint in its header, and unchanged since: exactly the case in
+	// which Migrate returns `current` without a transaction.
+	AtHead bool
+	// State identifies the file's state when AtHead (device, inode, size,
+	// modification and change times of the file and, in WAL mode, of its
+	// -wal): any commit, rewrite or replacement changes it. Empty otherwise.
+	State string
+}
+
+// Probe is Version, and also says whether the DB was verified at head and
+// in which state of the file, from the system calls Version makes anyway:
+// a caller that needs both (the producer: the version, then an id for the
+// file's state) does not stat the file again.
+func (e *Engine) Probe(ctx context.Context, path string) (Probe, error) {
+	if fp, ok := e.cachedFingerprint(path); ok {
+		return Probe{Version: e.head, AtHead: true, State: fp.String()}, nil
 	}
 	info, err := inspectFile(path)
 	if err != nil || !info.exists {
-		return 0, err
+		return Probe{}, err
 	}
 	if !info.pending && e.headerAtHead(path, info.fp, info.hdr) {
 		e.rememberAtHead(path, info.fp)
-		return e.head, nil
+		return Probe{Version: e.head, AtHead: true, State: info.fp.String()}, nil
 	}
+	v, err := e.versionOpen(ctx, path, info)
+	if err != nil {
+		return Probe{}, err
+	}
+	if v.atHead {
+		return Probe{Version: e.head, AtHead: true, State: info.fp.String()}, nil
+	}
+	return Probe{Version: v.version}, nil
+}
+
+type openedVersion struct {
+	version int64
+	atHead  bool // verified through the header's migration-set fingerprint
+}
+
+// versionOpen is Version through SQLite, for a file the header alone
+// cannot judge (WAL mode, a journal beside it, another migration set).
+func (e *Engine) versionOpen(ctx context.Context, path string, info fileInfo) (openedVersion, error) {
 	db, err := openDB(path, e.opts.BusyTimeout, true)
 	if err != nil {
-		return 0, err
+		return openedVersion{}, err
 	}
 	defer db.Close()
 	conn, err := db.Conn(ctx)
 	if err != nil {
-		return 0, sqliteError(path, err)
+		return openedVersion{}, sqliteError(path, err)
 	}
 	defer conn.Close()
 	// Every wait of this look shares one busy timeout.
@@ -39,24 +80,24 @@ func (e *Engine) Version(ctx context.Context, path string) (int64, error) {
 	q := budgeted(conn, budget)
 	appID, err := pragmaInt(ctx, q, "application_id")
 	if err != nil {
-		return 0, sqliteError(path, err)
+		return openedVersion{}, sqliteError(path, err)
 	}
 	if appID == shoalAppID {
 		uv, err := pragmaInt(ctx, q, "user_version")
 		if err != nil {
-			return 0, sqliteError(path, err)
+			return openedVersion{}, sqliteError(path, err)
 		}
 		if uv == e.headHash {
 			e.rememberAtHead(path, info.fp)
-			return e.head, nil
+			return openedVersion{version: e.head, atHead: true}, nil
 		}
 	}
 	st, err := readState(ctx, path, q)
 	if err != nil {
-		return 0, err
+		return openedVersion{}, err
 	}
 	if !st.managed && st.userObjects > 0 {
-		return 0, &Error{Path: path, Kind: ErrUnmanaged, Hint: "adopt it with Engine.Enroll"}
+		return openedVersion{}, &Error{Path: path, Kind: ErrUnmanaged, Hint: "adopt it with Engine.Enroll"}
 	}
-	return st.version, nil
+	return openedVersion{version: st.version}, nil
 }

@@ -133,6 +133,12 @@ type headCache interface {
 	VerifiedAtHead(path string) bool
 }
 
+// prober is the part of *engine.Engine that reads a version and, for a DB
+// verified at head, the state of its file, in one look.
+type prober interface {
+	Probe(ctx context.Context, path string) (engine.Probe, error)
+}
+
 // dryRunner is the part of *engine.Engine that confirms a DB at head.
 type dryRunner interface {
 	Migrate(ctx context.Context, path string, o engine.MigrateOptions) (*engine.Result, error)
@@ -237,6 +243,7 @@ func Produce(ctx context.Context, js jetstream.JetStream, o Options) (*Stats, er
 	head := o.Engine.Head()
 	dry, _ := o.Engine.(dryRunner)
 	cache, _ := o.Engine.(headCache)
+	probe, _ := o.Engine.(prober)
 	man := fleet.Manifest{RunID: o.RunID, Root: o.Root, Pattern: o.Pattern, Node: o.Node, OnlyBehind: o.OnlyBehind,
 		Head: head, StartedAt: st.Started}
 	if err := publishManifest(ctx, js, o.Names, man); err != nil {
@@ -289,10 +296,17 @@ func Produce(ctx context.Context, js jetstream.JetStream, o Options) (*Stats, er
 			defer wg.Done()
 			for c := range cands {
 				t0 := time.Now()
-				v, verr := o.Engine.Version(wctx, c.path)
-				// The target is part of the state: new migrations deployed
-				// (another head) make every DB's job a new one.
-				state := fmt.Sprintf("target=%d %s", head, DBState(c.path, v, verr))
+				var v int64
+				var verr error
+				verified, fileState := false, ""
+				if probe != nil {
+					var p engine.Probe
+					p, verr = probe.Probe(wctx, c.path)
+					v, verified, fileState = p.Version, p.AtHead, p.State
+				} else {
+					v, verr = o.Engine.Version(wctx, c.path)
+					verified = verr == nil && v == head && cache != nil && cache.VerifiedAtHead(c.path)
+				}
 				atHead := verr == nil && v == head
 				if atHead && o.OnlyBehind {
 					if o.Filter == nil || o.Filter(c.tenant, false) {
@@ -305,12 +319,21 @@ func Produce(ctx context.Context, js jetstream.JetStream, o Options) (*Stats, er
 				if o.Filter != nil && !o.Filter(c.tenant, !(atHead && o.ReportAtHead)) {
 					continue
 				}
+				// The target is part of the state: new migrations deployed
+				// (another head) make every DB's job a new one. A DB
+				// verified at head has its state from the probe's stats.
+				var state string
+				if verified && fileState != "" {
+					state = fmt.Sprintf("target=%d v=%d %s", head, v, fileState)
+				} else {
+					state = fmt.Sprintf("target=%d %s", head, DBState(c.path, v, verr))
+				}
 				// Behind, ahead, unmanaged, corrupt or unreadable: a
 				// worker reports it.
 				it := item{job: fleet.Job{RunID: o.RunID, JobID: JobID(o.RunID, c.tenant, state), Tenant: c.tenant, Path: c.path,
 					Target: head, RequestedAt: time.Now().UTC(), Priority: priority, MaxFailures: int64(max(o.MaxFailures, 0)), Adopt: o.Adopt}}
 				if atHead && o.ReportAtHead {
-					if dry != nil && (cache == nil || !cache.VerifiedAtHead(c.path)) {
+					if dry != nil && !verified {
 						// Version said head without the fingerprint
 						// (edited files, an older shoal): as a worker would.
 						res, err := dry.Migrate(wctx, c.path, engine.MigrateOptions{MustExist: true, DryRun: true})
