@@ -74,6 +74,12 @@ func ProducePass(ctx, followCtx context.Context, js jetstream.JetStream, o Optio
 	}
 	pass.Seal()
 	t.SetTotal(st.Expected())
+	if t.Complete() {
+		// Every result is in already (the producer's own, handed over
+		// through OnCurrent, completed the run): Follow would only see
+		// it at its next tick.
+		stop()
+	}
 	ferr = <-done
 	if ferr != nil && (fctx.Err() != nil || errors.Is(ferr, context.Canceled)) {
 		ferr = nil // followCtx ended: the caller reports what is missing

@@ -288,3 +288,28 @@ func TestNewHeadSameRunIDWaitsForWorkers(t *testing.T) {
 	}
 	v.atHead()
 }
+
+// TestPassOfProducerResultsEndsAtOnce: a pass whose every result is the
+// producer's own, handed to the caller through OnCurrent (`shoal run` over a
+// fleet at head), ends when the producer is done, not at the follower's
+// next tick (a second by default: most of a small re-check's time).
+func TestPassOfProducerResultsEndsAtOnce(t *testing.T) {
+	t.Parallel()
+	v := newPassEnv(t)
+	fleettest.Fleet(t, v.e, v.root, 6, func(int) int64 { return fleettest.Head })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	tr := fleet.NewTracker("at-head", time.Now())
+	o := v.opts("at-head")
+	o.ReportAtHead, o.OnCurrent = true, tr.Add
+	st, perr, ferr := producer.ProducePass(ctx, ctx, v.js, o, tr, fleet.FollowOptions{TickEvery: time.Hour})
+	if perr != nil || ferr != nil {
+		t.Fatalf("pass: %v %v", perr, ferr)
+	}
+	if ctx.Err() != nil {
+		t.Fatal("the pass waited for the follower's tick after its last result")
+	}
+	if st.Current != 6 || !tr.Complete() || tr.Report(time.Now()).Summary.Counts["current"] != 6 {
+		t.Fatalf("stats %+v, report %+v", st, tr.Report(time.Now()).Summary)
+	}
+}
