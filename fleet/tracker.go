@@ -31,7 +31,10 @@ type Tracker struct {
 	mu       sync.Mutex
 	runID    string
 	start    time.Time
-	byTenant map[string]*entry
+	byTenant map[string]entry
+	more     map[string][]ref // later results of a tenant, in arrival order (rare)
+	outcomes []string         // outcome codes of the entries: outcomes[code-1]
+	codes    map[string]uint16
 	manifest *Manifest
 	total    int // known total (manifest), -1 unknown
 	counts   map[string]int
@@ -39,33 +42,33 @@ type Tracker struct {
 	spool    spool
 }
 
-// entry is what the tracker keeps of one tenant: where its results are and
-// enough to know its merged outcome and time without reading them.
+// entry is what the tracker keeps of one tenant, by value (about 40 bytes
+// plus the map's key): where its first result is (the others, rare, are in
+// Tracker.more) and enough to know its merged outcome and time without
+// reading them. Outcomes are codes into Tracker.outcomes.
 type entry struct {
 	first    ref   // the first result to arrive
-	more     []ref // later ones, in arrival order (rare)
 	latestAt int64 // At of the latest result (by At, then arrival)
-	migrAt   int64 // At of the latest `migrated` (or `adopted`) result, if migr
-	latestO  string
-	migrO    string // that result's outcome: migrated or adopted
-	migr     bool
+	migrAt   int64 // At of the latest `migrated` (or `adopted`) result, if migrO != 0
+	latestO  uint16
+	migrO    uint16 // that result's outcome (migrated or adopted); 0: none
 }
 
-// outcome is the merged entry's outcome, at its At (see Tracker).
-func (e *entry) outcome() (string, int64) {
-	if e.latestO == engine.OutcomeCurrent && e.migr {
+// outcome is the merged entry's outcome code, at its At (see Tracker).
+func (e *entry) outcome(current uint16) (uint16, int64) {
+	if e.latestO == current && e.migrO != 0 {
 		return e.migrO, e.migrAt
 	}
 	return e.latestO, e.latestAt
 }
 
-func (e *entry) note(r Result, outcome string) {
+func (e *entry) note(r Result, outcome uint16) {
 	at := nanos(r.At)
 	if at >= e.latestAt {
 		e.latestAt, e.latestO = at, outcome
 	}
-	if changedDB(r.Outcome) && (!e.migr || at >= e.migrAt) {
-		e.migr, e.migrAt, e.migrO = true, at, r.Outcome
+	if changedDB(r.Outcome) && (e.migrO == 0 || at >= e.migrAt) {
+		e.migrAt, e.migrO = at, outcome
 	}
 }
 
@@ -143,7 +146,12 @@ func (e *merger) merged() Result {
 
 // NewTracker starts tracking runID; start is when the run began (for rates).
 func NewTracker(runID string, start time.Time) *Tracker {
-	return &Tracker{runID: runID, start: start, byTenant: map[string]*entry{}, total: -1, counts: map[string]int{}}
+	t := &Tracker{runID: runID, start: start, byTenant: map[string]entry{}, more: map[string][]ref{}, total: -1,
+		counts: map[string]int{}, codes: map[string]uint16{}}
+	for _, o := range Outcomes {
+		t.code(o)
+	}
+	return t
 }
 
 // Close releases the spool. The tracker must not be used afterwards; a
@@ -159,38 +167,51 @@ func (t *Tracker) Add(r Result) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	at := t.spool.put(r)
-	outcome := t.intern(r.Outcome)
+	outcome := t.code(r.Outcome)
 	e, ok := t.byTenant[r.Tenant]
 	if !ok {
-		e = &entry{first: at, latestAt: math.MinInt64, migrAt: math.MinInt64}
+		e = entry{first: at, latestAt: math.MinInt64, migrAt: math.MinInt64}
 		e.note(r, outcome)
 		t.byTenant[r.Tenant] = e
-		t.count(e, 1)
+		t.count(&e, 1)
 		return
 	}
-	t.count(e, -1)
-	e.more = append(e.more, at)
+	t.count(&e, -1)
+	t.more[r.Tenant] = append(t.more[r.Tenant], at)
 	e.note(r, outcome)
-	t.count(e, 1)
+	t.byTenant[r.Tenant] = e
+	t.count(&e, 1)
 }
 
-// intern returns the counters' copy of an outcome string: entries share it.
-func (t *Tracker) intern(o string) string {
-	for _, k := range Outcomes {
-		if k == o {
-			return k
-		}
+// maxOutcomes bounds the distinct outcome strings a tracker codes: results
+// read from a stream are input, and an outcome beyond the bound is counted
+// as otherOutcome.
+const maxOutcomes = 1 << 10
+
+const otherOutcome = "(other)"
+
+// code returns the outcome's code (see entry).
+func (t *Tracker) code(o string) uint16 {
+	if c, ok := t.codes[o]; ok {
+		return c
 	}
-	for k := range t.counts {
-		if k == o {
-			return k
-		}
+	if len(t.outcomes) >= maxOutcomes-1 && o != otherOutcome {
+		return t.code(otherOutcome)
 	}
-	return o
+	t.outcomes = append(t.outcomes, o)
+	c := uint16(len(t.outcomes))
+	t.codes[o] = c
+	return c
+}
+
+// outcomeOf is e's merged outcome and its At.
+func (t *Tracker) outcomeOf(e *entry) (string, int64) {
+	c, at := e.outcome(t.codes[engine.OutcomeCurrent])
+	return t.outcomes[c-1], at
 }
 
 func (t *Tracker) count(e *entry, d int) {
-	o, _ := e.outcome()
+	o, _ := t.outcomeOf(e)
 	t.counts[o] += d
 	if t.counts[o] == 0 {
 		delete(t.counts, o)
@@ -200,14 +221,14 @@ func (t *Tracker) count(e *entry, d int) {
 	}
 }
 
-// merged rebuilds e's entry from the spool. Called with t.mu held.
-func (t *Tracker) merged(e *entry) (Result, error) {
+// merged rebuilds tenant's entry e from the spool. Called with t.mu held.
+func (t *Tracker) merged(tenant string, e entry) (Result, error) {
 	r, err := t.spool.get(e.first)
 	if err != nil {
 		return Result{}, err
 	}
 	m := newMerger(r)
-	for _, at := range e.more {
+	for _, at := range t.more[tenant] {
 		r, err := t.spool.get(at)
 		if err != nil {
 			return Result{}, err
@@ -308,7 +329,7 @@ func (t *Tracker) Result(tenant string) (Result, bool) {
 	if !ok {
 		return Result{}, false
 	}
-	r, err := t.merged(e)
+	r, err := t.merged(tenant, e)
 	if err != nil {
 		return Result{}, false
 	}
@@ -339,7 +360,7 @@ func (t *Tracker) StreamReport(now time.Time) *Report {
 	var failed []string
 	for tn, e := range t.byTenant {
 		tenants = append(tenants, tn)
-		o, at := e.outcome()
+		o, at := t.outcomeOf(&e)
 		counts[o]++
 		if !AtHead(o) {
 			failed = append(failed, tn)
@@ -350,7 +371,7 @@ func (t *Tracker) StreamReport(now time.Time) *Report {
 	sort.Strings(failed)
 	rep := &Report{RunID: t.runID, src: t, tenants: tenants, failed: []Result{}}
 	for _, tn := range failed {
-		r, err := t.merged(t.byTenant[tn])
+		r, err := t.merged(tn, t.byTenant[tn])
 		if err != nil {
 			r = Result{RunID: t.runID, Tenant: tn, Outcome: engine.OutcomeFailed, Error: String(err.Error())}
 		}
@@ -383,7 +404,7 @@ func (t *Tracker) entryOf(tenant string) (Result, error) {
 	if !ok {
 		return Result{}, fmt.Errorf("tenant %s: no result", tenant)
 	}
-	return t.merged(e)
+	return t.merged(tenant, e)
 }
 
 // spool holds a tracker's results: the first spoolAfter in memory, the
