@@ -3,9 +3,14 @@ package tenants
 import (
 	"io/fs"
 	"os"
+	"sync"
 	"syscall"
 	"unsafe"
 )
+
+// direntBufs are getdents64 buffers: a walk lists one directory per tenant,
+// and a new 32 KiB buffer for each was most of the walk's allocations.
+var direntBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
 // readDir calls fn with the name and type (fs.ModeDir, fs.ModeSymlink,
 // 0 for a regular file, fs.ModeIrregular for anything else) of every entry
@@ -19,7 +24,9 @@ func readDir(dir string, fn func(name string, mode fs.FileMode) error) error {
 		return &os.PathError{Op: "open", Path: dir, Err: err}
 	}
 	defer syscall.Close(fd)
-	buf := make([]byte, 32<<10)
+	bp := direntBufs.Get().(*[]byte)
+	defer direntBufs.Put(bp)
+	buf := *bp
 	for {
 		n, err := syscall.Getdents(fd, buf)
 		if err == syscall.EINTR {

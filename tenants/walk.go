@@ -76,41 +76,16 @@ func WalkSkipping(ctx context.Context, root, pattern string, fn func(tenant, pat
 	return walkDir(ctx, root, "", segs, fn, skip)
 }
 
+// walkSequential turns walkAhead off (tests compare the two walks).
+var walkSequential = false
+
 func hasMeta(seg string) bool { return strings.ContainsAny(seg, `*?[\`) }
 
 func walkDir(ctx context.Context, dir, rel string, segs []string, fn func(tenant, path string) error, skip func(tenant, reason string)) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	seg, last := segs[0], len(segs) == 1
-	visit := func(name string, mode fs.FileMode) error {
-		full := filepath.Join(dir, name)
-		relName := name
-		if rel != "" {
-			relName = path.Join(rel, name)
-		}
-		if mode&fs.ModeSymlink != 0 {
-			skip(relName, "symlink (never followed below the root)")
-			return nil
-		}
-		if last {
-			switch {
-			case mode.IsRegular():
-				if !utf8.ValidString(relName) {
-					skip(relName, "name is not valid UTF-8 (cannot be carried in a job)")
-					return nil
-				}
-				return fn(relName, full)
-			case !mode.IsDir():
-				skip(relName, "not a regular file")
-			}
-			return nil
-		}
-		if mode.IsDir() {
-			return walkDir(ctx, full, relName, segs[1:], fn, skip)
-		}
-		return nil
-	}
+	seg := segs[0]
 	if !hasMeta(seg) {
 		// A literal segment: one lstat, no directory listing.
 		st, err := os.Lstat(filepath.Join(dir, seg))
@@ -120,14 +95,19 @@ func walkDir(ctx context.Context, dir, rel string, segs []string, fn func(tenant
 			}
 			return err
 		}
-		return visit(seg, st.Mode())
+		return visitEntry(ctx, dir, rel, segs, seg, st.Mode(), fn, skip)
+	}
+	if len(segs) == 2 && !walkSequential {
+		// The tenant directories' level: they are read ahead, several
+		// at a time (walkAhead).
+		return walkAhead(ctx, dir, rel, segs, fn, skip)
 	}
 	var ferr error // an error of fn (returned as is)
 	err := readDir(dir, func(name string, mode fs.FileMode) error {
 		if ok, _ := filepath.Match(seg, name); !ok {
 			return nil
 		}
-		if verr := visit(name, mode); verr != nil {
+		if verr := visitEntry(ctx, dir, rel, segs, name, mode, fn, skip); verr != nil {
 			ferr = verr
 			return verr
 		}
@@ -138,6 +118,38 @@ func walkDir(ctx context.Context, dir, rel string, segs []string, fn func(tenant
 	}
 	if err != nil {
 		return fmt.Errorf("cannot read %s: %w", dir, err)
+	}
+	return nil
+}
+
+// visitEntry handles the entry name (of type mode) of dir, which matched
+// segs[0]: a tenant when it is the last segment, else a directory to walk.
+func visitEntry(ctx context.Context, dir, rel string, segs []string, name string, mode fs.FileMode,
+	fn func(tenant, path string) error, skip func(tenant, reason string)) error {
+	full := filepath.Join(dir, name)
+	relName := name
+	if rel != "" {
+		relName = path.Join(rel, name)
+	}
+	if mode&fs.ModeSymlink != 0 {
+		skip(relName, "symlink (never followed below the root)")
+		return nil
+	}
+	if len(segs) == 1 {
+		switch {
+		case mode.IsRegular():
+			if !utf8.ValidString(relName) {
+				skip(relName, "name is not valid UTF-8 (cannot be carried in a job)")
+				return nil
+			}
+			return fn(relName, full)
+		case !mode.IsDir():
+			skip(relName, "not a regular file")
+		}
+		return nil
+	}
+	if mode.IsDir() {
+		return walkDir(ctx, full, relName, segs[1:], fn, skip)
 	}
 	return nil
 }

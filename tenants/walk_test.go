@@ -7,9 +7,12 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"sort"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 func touch(t *testing.T, root string, rels ...string) {
@@ -165,4 +168,98 @@ func TestWalkNeverFollowsSymlinks(t *testing.T) {
 	if err := Walk(context.Background(), root, "evildir/app.db", func(tenant, _ string) error { got = append(got, tenant); return nil }); err != nil || got != nil {
 		t.Fatalf("literal segment through a symlink: %v %v", got, err)
 	}
+}
+
+// TestWalkAheadIsTheSequentialWalk: reading tenant directories ahead, in
+// parallel, changes nothing a caller sees: the same tenants and skips in
+// the same order (the listing's), over more directories than the window,
+// with symlinks, pipes, stray files, empty directories and several DBs per
+// tenant; stopping early returns fn's error and leaves no goroutine behind.
+func TestWalkAheadIsTheSequentialWalk(t *testing.T) {
+	root, outside := t.TempDir(), t.TempDir()
+	touch(t, outside, "x/app.db")
+	const n = 3*walkWindow + 17
+	for i := range n {
+		d := fmt.Sprintf("t%05d", i)
+		switch i % 7 {
+		case 0:
+			touch(t, root, d+"/app.db", d+"/b.db", d+"/notes.txt")
+		case 1:
+			os.MkdirAll(filepath.Join(root, d), 0o755) // empty
+		case 2:
+			touch(t, root, d+"/real.db")
+			os.Symlink(filepath.Join(root, d, "real.db"), filepath.Join(root, d, "app.db"))
+		case 3:
+			os.Symlink(filepath.Join(outside, "x"), filepath.Join(root, d)) // a symlinked tenant directory
+		case 4:
+			touch(t, root, d+"/app.db")
+			if err := syscall.Mkfifo(filepath.Join(root, d, "pipe.db"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		case 5:
+			touch(t, root, d) // a file where a tenant directory would be
+		default:
+			touch(t, root, d+"/app.db")
+		}
+	}
+	walk := func(pattern string, sequential bool, stopAt int) ([]string, error) {
+		walkSequential = sequential
+		defer func() { walkSequential = false }()
+		var events []string
+		stop := errors.New("stop")
+		err := WalkSkipping(context.Background(), root, pattern, func(tenant, path string) error {
+			events = append(events, "db "+tenant+" "+path)
+			if len(events) == stopAt {
+				return stop
+			}
+			return nil
+		}, func(tenant, reason string) { events = append(events, "skip "+tenant+": "+reason) })
+		if stopAt > 0 && !errors.Is(err, stop) {
+			t.Fatalf("%s: stopped walk returned %v", pattern, err)
+		}
+		return events, err
+	}
+	for _, pattern := range []string{"*/*.db", "*/app.db", "t000[0-4]*/*.db"} {
+		seq, err := walk(pattern, true, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ahead, err := walk(pattern, false, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(seq) < 10 || !reflect.DeepEqual(seq, ahead) {
+			t.Fatalf("%s: the walk ahead saw %d events, the sequential walk %d; first difference at %d", pattern, len(ahead), len(seq), firstDiff(seq, ahead))
+		}
+	}
+	before := runtime.NumGoroutine()
+	for range 20 {
+		if _, err := walk("*/*.db", false, 2*walkWindow); err == nil {
+			t.Fatal("no error")
+		}
+	}
+	goroutinesSettle(t, before)
+}
+
+func firstDiff(a, b []string) int {
+	for i := range min(len(a), len(b)) {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return min(len(a), len(b))
+}
+
+// goroutinesSettle fails unless the goroutine count comes back to at
+// most n (goroutines that are ending may take a moment to be gone).
+func goroutinesSettle(t *testing.T, n int) {
+	t.Helper()
+	for range 200 {
+		if runtime.NumGoroutine() <= n {
+			return
+		}
+		runtime.Gosched()
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatalf("%d goroutines, %d before: the stopped walks left readers behind", runtime.NumGoroutine(), n)
 }
