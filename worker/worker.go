@@ -827,6 +827,9 @@ func (w *Worker) sweepConsumer(ctx context.Context, c jetstream.Consumer) (int, 
 			}
 			r := fleet.Result{RunID: l.job.RunID, JobID: l.job.JobID, Tenant: tenant, Path: l.job.Path, Outcome: outcome,
 				Applied: []engine.Applied{}, Error: &msg, Attempt: info.Config.MaxDeliver, Worker: w.o.Name, At: time.Now().UTC()}
+			if l.bad == nil && l.job.MaxFailures > 0 {
+				w.countFailure(ctx, l.job, tenant, w.log.With(zap.String("run_id", l.job.RunID), zap.String("tenant", tenant)))
+			}
 			if err := w.publish(ctx, r, l.seq); err != nil {
 				return removed, err
 			}
@@ -995,6 +998,11 @@ func (w *Worker) reap(m *nats.Msg) {
 	}
 	r := fleet.Result{RunID: job.RunID, JobID: job.JobID, Tenant: tenant, Path: job.Path, Outcome: outcome,
 		Applied: []engine.Applied{}, Error: &msg, Attempt: adv.Deliveries, Worker: w.o.Name, At: time.Now().UTC()}
+	if perr == nil && job.MaxFailures > 0 {
+		// A job that timed out on every attempt is a failure of its run
+		// like any other (--max-failures).
+		w.countFailure(ctx, job, tenant, w.log.With(zap.String("run_id", job.RunID), zap.String("tenant", tenant)))
+	}
 	if err := w.publish(ctx, r, adv.StreamSeq); err != nil {
 		w.log.Error("cannot publish the final result of an abandoned job", zap.String("tenant", job.Tenant), zap.Error(err))
 		return

@@ -838,3 +838,36 @@ func TestSweepDoesNotBlockPulls(t *testing.T) {
 		t.Fatalf("report %+v", rep.Summary)
 	}
 }
+
+// TestAbandonedJobCountsTowardHalt: a job whose every attempt timed out
+// (the workers died) ends `failed` through the reaper, and that failure
+// counts toward its run's --max-failures like a failed migration: the run
+// halts. Before, only failures a worker reported itself were counted.
+func TestAbandonedJobCountsTowardHalt(t *testing.T) {
+	t.Parallel()
+	v := newEnv(t, fleettest.StartEmbedded(t, "", 0).URL)
+	v.set.AckWait = time.Second
+	v.set.MaxDeliver = 2
+	fleettest.Fleet(t, v.e, v.root, 1, nil)
+	v.produce("abandon-halt", func(o *producer.Options) { o.MaxFailures = 1 })
+	for range 2 {
+		died := make(chan struct{})
+		v.worker("dies", 1, func(o *Options, nc *nats.Conn) {
+			o.afterMigrate = func(context.Context, fleet.Job, int) { nc.Close(); close(died) }
+		})
+		<-died
+	}
+	v.worker("survivor", 1, nil) // listens for the advisory
+	rep := v.wait("abandon-halt", 1, 20*time.Second)
+	if r := rep.Databases[0]; r.Outcome != "failed" || r.Attempt != 2 {
+		t.Fatalf("result %+v", r)
+	}
+	st, err := v.js.Stream(context.Background(), fleet.DefaultResultsStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reason, n, err := fleet.HaltState(context.Background(), st, v.set.Names, "abandon-halt", 1)
+	if err != nil || n != 1 || reason == "" {
+		t.Fatalf("halt state: reason %q, %d failures, %v", reason, n, err)
+	}
+}
