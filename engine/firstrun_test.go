@@ -137,7 +137,7 @@ func TestFreshFileKilledMidTransactionIsNotCorrupt(t *testing.T) {
 	e := newEngine(t, basic)
 	_, err := e.Status(ctx(t), p)
 	if !errors.Is(err, ErrHotJournal) || errors.Is(err, ErrCorrupt) ||
-		!strings.Contains(err.Error(), "killed") || !strings.Contains(err.Error(), "shoal migrate") {
+		!strings.Contains(err.Error(), "killed") || !strings.Contains(err.Error(), "Engine.Migrate") || strings.Contains(err.Error(), "shoal ") {
 		t.Fatalf("status: want ErrHotJournal saying what to do, got %v", err)
 	}
 	if _, err := e.Version(ctx(t), p); !errors.Is(err, ErrHotJournal) {

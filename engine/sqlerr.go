@@ -70,7 +70,7 @@ func hotJournalError(path string, err error) error {
 	return &Error{Path: path, Kind: ErrHotJournal,
 		Detail: "a writer (an application or a migrator) was killed in the middle of a transaction and left " + side +
 			"; SQLite rolls it back the next time the database is opened read-write, and until then a read-only look cannot read it", Err: err,
-		Hint: "run `shoal migrate --db " + path + "` (it rolls the transaction back first, then migrates), or open the database once with any SQLite client; do not delete " + side}
+		Hint: "migrate it with Engine.Migrate (it rolls the transaction back first, then migrates), or open the database once with any SQLite client; do not delete " + side}
 }
 
 // diskFullError says that the disk (or SQLite's max_page_count) is full,

@@ -89,6 +89,7 @@ var apiTerms = []struct{ api, cli string }{
 	{"MigrateOptions.AllowChanged", "--allow-changed"},
 	{"Engine.Accept", "`shoal accept`"},
 	{"Engine.Down", "`shoal down`"},
+	{"migrate it with Engine.Migrate", "run `shoal migrate --db PATH`"},
 	{"Engine.Migrate", "`shoal migrate`"},
 	{"BackupOptions.Dir", "--backup-dir"},
 	{"BackupOptions.Root", "--root"},

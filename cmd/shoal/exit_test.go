@@ -93,6 +93,10 @@ func TestEngineHintsInCLITerms(t *testing.T) {
 	if msg := cliTerms(fresh); !strings.HasSuffix(msg, "a new one needs only `shoal migrate`)") {
 		t.Fatalf("enroll of a missing file: %s", msg)
 	}
+	hot := &engine.Error{Path: "/srv/a.db", Kind: engine.ErrHotJournal, Hint: "migrate it with Engine.Migrate (it rolls the transaction back first, then migrates)"}
+	if msg := cliTerms(hot); !strings.Contains(msg, "(run `shoal migrate --db /srv/a.db` (it rolls the transaction back first") {
+		t.Fatalf("hot journal: %s", msg)
+	}
 	if msg := cliTerms(fmt.Errorf("tenant x: %w", locked)); !strings.HasPrefix(msg, "tenant x: /srv/a.db") || !strings.Contains(msg, "--busy-timeout") {
 		t.Fatalf("wrapped: %s", msg)
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"sort"
 	"strconv"
@@ -49,7 +50,7 @@ func fleetStatusAction(c *cli.Context) error {
 	defer env.Close()
 	e, ctx := env.e, env.ctx
 	e.SetAtHeadCache(-1) // one pass: no path is read twice
-	st, err := tenants.Status(ctx, schema.Verifier{Engine: e}, root, c.String("pattern"), c.Int("concurrency"), c.Bool("verify"))
+	st, err := tenants.Status(ctx, cliTermsEngine{schema.Verifier{Engine: e}}, root, c.String("pattern"), c.Int("concurrency"), c.Bool("verify"))
 	if err != nil {
 		return err
 	}
@@ -134,3 +135,33 @@ func printFleetStatus(c *cli.Context, st *tenants.FleetStatus) {
 		printf(c, "backups in %s: %d files, %s (prune with `shoal backup prune --dir %s`)\n", b.Dir, b.Count, humanBytes(b.Bytes), b.Dir)
 	}
 }
+
+// cliTermsEngine is the engine fleet status reads versions with: an
+// engine error's hint in the CLI's words (cliTerms), as the single-DB
+// commands print it, still errors.Is/As its kind for the status lists.
+type cliTermsEngine struct{ statusEngine }
+
+// statusEngine is what fleet status needs of its engine (schema.Verifier).
+type statusEngine interface {
+	tenants.Versioner
+	tenants.DriftChecker
+}
+
+func (c cliTermsEngine) Version(ctx context.Context, path string) (int64, error) {
+	v, err := c.statusEngine.Version(ctx, path)
+	if err != nil {
+		if msg := cliTerms(err); msg != err.Error() {
+			err = &termsError{msg: msg, err: err}
+		}
+	}
+	return v, err
+}
+
+// termsError is err said in other words.
+type termsError struct {
+	msg string
+	err error
+}
+
+func (e *termsError) Error() string { return e.msg }
+func (e *termsError) Unwrap() error { return e.err }
