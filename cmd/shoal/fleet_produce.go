@@ -37,6 +37,7 @@ func produceCommand() *cli.Command {
 			&cli.BoolFlag{Name: "wait", Usage: "follow the results until every DB reported; exit 1 unless all are at head"},
 			&cli.StringFlag{Name: "report", Usage: "with --wait: write the run's report (JSON) to this file"},
 			&cli.DurationFlag{Name: "timeout", Usage: "with --wait: give up waiting after this long (0: no limit)"},
+			listenFlag(),
 			&cli.IntFlag{Name: "window", Value: 256, Usage: "publishes awaiting the server's ack at once"},
 			&cli.DurationFlag{Name: "idle-check", Value: 10 * time.Second, Hidden: true, Usage: "with --wait: after this long, warn if no worker pulls jobs of --node"},
 			emptyHintFlag(),
@@ -55,6 +56,9 @@ func produceAction(c *cli.Context) error {
 	}
 	if c.String("report") != "" && !c.Bool("wait") {
 		return usageError("--report needs --wait (or use `shoal results --run-id ID --json`)")
+	}
+	if c.String("listen") != "" && !c.Bool("wait") {
+		return usageError("--listen needs --wait: it serves the progress of the run being followed")
 	}
 	if c.Bool("visit-all") && c.Bool("only-behind") {
 		return usageError("--visit-all and --only-behind exclude each other: --only-behind publishes only the DBs behind, --visit-all every DB")
@@ -117,6 +121,13 @@ func produceOnly(c *cli.Context, env *fleetEnv, o producer.Options, root string)
 func produceAndWait(c *cli.Context, env *fleetEnv, o producer.Options, root string) error {
 	ctx, js, runID, s := env.ctx, env.js, o.RunID, fleet.Settings{Names: env.names}
 	t := fleet.NewTracker(runID, time.Now())
+	progress := &runProgress{}
+	progress.set(t)
+	stopMetrics, err := serveRunMetrics(c, runID, progress)
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
 	waitCtx := ctx
 	if d := c.Duration("timeout"); d > 0 {
 		var cancel context.CancelFunc

@@ -20,6 +20,7 @@ func resultsCommand() *cli.Command {
 			natsFlag(), runIDFlag("the run to show (required)"),
 			&cli.BoolFlag{Name: "follow", Usage: "keep reading until every DB of the run reported"},
 			&cli.BoolFlag{Name: "json", Usage: "print the report object"},
+			listenFlag(),
 		}, nameFlags()...),
 		Action: resultsAction,
 	}
@@ -33,6 +34,9 @@ func resultsAction(c *cli.Context) error {
 	if err := checkSettings(c); err != nil {
 		return err
 	}
+	if c.String("listen") != "" && !c.Bool("follow") {
+		return usageError("--listen needs --follow: it serves the progress of the run being followed")
+	}
 	env, err := newFleetEnv(c, envSpec{conn: "shoal results"})
 	if err != nil {
 		return err
@@ -41,6 +45,13 @@ func resultsAction(c *cli.Context) error {
 	ctx, js, nm := env.ctx, env.js, env.names
 	softMemoryLimit()
 	t := fleet.NewTracker(runID, time.Time{})
+	progress := &runProgress{}
+	progress.set(t)
+	stopMetrics, err := serveRunMetrics(c, runID, progress)
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
 	if c.Bool("follow") {
 		err = waitRun(ctx, c, js, nm, runID, t, false)
 	} else {

@@ -32,6 +32,7 @@ func runCommand() *cli.Command {
 			adoptFlag(),
 			allowEmptyFlag(),
 			&cli.DurationFlag{Name: "backoff", Value: time.Second, Usage: "delay before retrying a failed DB; doubles per attempt"},
+			listenFlag(),
 		}, append(append(backupFlags(), consumerFlags()...), rolloutFlags()...)...),
 		Action: runAction,
 	}
@@ -80,6 +81,12 @@ func runAction(c *cli.Context) error {
 	if pp.TTY {
 		every = 200 * time.Millisecond
 	}
+	progress := &runProgress{}
+	stopMetrics, err := serveRunMetrics(c, runID, progress)
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
 	fmt.Fprintf(c.App.ErrWriter, "run %s: migrating %s (%s) to version %d with %d workers\n", runID, root, c.String("pattern"), e.Head(), c.Int("workers"))
 	rep, err := local.Run(ctx, local.Options{
 		Engine: schema.Verifier{Engine: e}, Root: root, Pattern: c.String("pattern"), RunID: runID, Workers: c.Int("workers"),
@@ -91,7 +98,10 @@ func runAction(c *cli.Context) error {
 			fmt.Fprintf(c.App.ErrWriter, "shoal: run %s halted: %s; the tenants not migrated are reported skipped (fix the migration and run again: a new run picks up everything behind)\n", runID, reason)
 		},
 		Logger: log, ProgressEvery: every,
-		Progress: func(t *fleet.Tracker) { pp.Show(t.Progress(time.Now()), time.Now()) },
+		Progress: func(t *fleet.Tracker) {
+			progress.set(t)
+			pp.Show(t.Progress(time.Now()), time.Now())
+		},
 	})
 	pp.Done()
 	if err != nil && rep == nil {
