@@ -25,38 +25,52 @@ type Pass struct {
 
 	mu     sync.Mutex
 	t      *Tracker
-	want   map[passKey]struct{}
+	want   map[[16]byte]struct{} // the producer's job ids, as their 16 bytes
+	other  map[string]struct{}   // any other id
 	early  map[string][]Result
 	sealed bool
 }
 
 // NewPass feeds the results of the pass's jobs into t.
 func NewPass(t *Tracker) *Pass {
-	return &Pass{t: t, want: map[passKey]struct{}{}, early: map[string][]Result{}}
+	return &Pass{t: t, want: map[[16]byte]struct{}{}, other: map[string]struct{}{}, early: map[string][]Result{}}
 }
 
-// passKey is a job id, compact: the producer's ids are 32 hex digits, held
-// as their 16 bytes (a pass of 100,000 jobs holds them all).
-type passKey struct {
-	b   [16]byte
-	str string // any other id
-}
-
-func keyOf(id string) passKey {
-	var k passKey
-	if len(id) == 32 {
-		if n, err := hex.Decode(k.b[:], []byte(id)); err == nil && n == 16 && hex.EncodeToString(k.b[:]) == id {
-			return k
-		}
+// hexID is a job id as the 16 bytes its 32 hex digits spell (the
+// producer's ids: a pass of 100,000 jobs holds them all), ok false for
+// any other id.
+func hexID(id string) (k [16]byte, ok bool) {
+	if len(id) != 32 {
+		return k, false
 	}
-	return passKey{str: id}
+	if n, err := hex.Decode(k[:], []byte(id)); err != nil || n != 16 || hex.EncodeToString(k[:]) != id {
+		return k, false
+	}
+	return k, true
+}
+
+func (p *Pass) add(id string) {
+	if k, ok := hexID(id); ok {
+		p.want[k] = struct{}{}
+	} else {
+		p.other[id] = struct{}{}
+	}
+}
+
+func (p *Pass) wants(id string) bool {
+	if k, ok := hexID(id); ok {
+		_, in := p.want[k]
+		return in
+	}
+	_, in := p.other[id]
+	return in
 }
 
 // Expect says the pass waits for the result of jobID (call it before the
 // job is published). Results of it read earlier are added now.
 func (p *Pass) Expect(jobID string) {
 	p.mu.Lock()
-	p.want[keyOf(jobID)] = struct{}{}
+	p.add(jobID)
 	held := p.early[jobID]
 	delete(p.early, jobID)
 	p.mu.Unlock()
@@ -72,7 +86,7 @@ func (p *Pass) Offer(r Result) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if r.JobID != "" {
-		if _, ok := p.want[keyOf(r.JobID)]; ok {
+		if p.wants(r.JobID) {
 			return true
 		}
 	}
@@ -95,5 +109,5 @@ func (p *Pass) Seal() {
 func (p *Pass) Expected() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return len(p.want)
+	return len(p.want) + len(p.other)
 }

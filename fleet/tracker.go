@@ -32,8 +32,8 @@ type Tracker struct {
 	runID    string
 	start    time.Time
 	byTenant map[string]entry
-	more     map[string][]ref // later results of a tenant, in arrival order (rare)
-	outcomes []string         // outcome codes of the entries: outcomes[code-1]
+	extra    map[string]*extra // tenants with more than one result (rare)
+	outcomes []string          // outcome codes of the entries: outcomes[code-1]
 	codes    map[string]uint16
 	manifest *Manifest
 	total    int // known total (manifest), -1 unknown
@@ -42,34 +42,38 @@ type Tracker struct {
 	spool    spool
 }
 
-// entry is what the tracker keeps of one tenant, by value (about 40 bytes
-// plus the map's key): where its first result is (the others, rare, are in
-// Tracker.more) and enough to know its merged outcome and time without
-// reading them. Outcomes are codes into Tracker.outcomes.
+// entry is what the tracker keeps of one tenant, by value (24 bytes plus
+// the map's key): where its first result is (off, n: a ref) and enough to
+// know its merged outcome and time without reading it. Outcomes are codes
+// into Tracker.outcomes. A tenant with more results (a retried or
+// duplicated job: rare) also has an extra.
 type entry struct {
-	first    ref   // the first result to arrive
+	off      int64 // the first result: ref{off, n}
 	latestAt int64 // At of the latest result (by At, then arrival)
-	migrAt   int64 // At of the latest `migrated` (or `adopted`) result, if migrO != 0
+	n        int32
 	latestO  uint16
-	migrO    uint16 // that result's outcome (migrated or adopted); 0: none
+	migrO    uint16 // the latest `migrated` (or `adopted`) result's outcome; 0: none
 }
 
-// outcome is the merged entry's outcome code, at its At (see Tracker).
-func (e *entry) outcome(current uint16) (uint16, int64) {
+// extra is the rest of a tenant with several results.
+type extra struct {
+	more   []ref // the later results, in arrival order
+	migrAt int64 // At of the latest `migrated` (or `adopted`) result, if migrO != 0
+}
+
+func (e *entry) first() ref { return ref{off: e.off, n: e.n} }
+
+// outcome is the merged entry's outcome code, at its At (see Tracker); x
+// is the tenant's extra, nil with one result (its `migrated`, if any, is
+// then the latest).
+func (e *entry) outcome(current uint16, x *extra) (uint16, int64) {
 	if e.latestO == current && e.migrO != 0 {
-		return e.migrO, e.migrAt
+		if x != nil {
+			return e.migrO, x.migrAt
+		}
+		return e.migrO, e.latestAt
 	}
 	return e.latestO, e.latestAt
-}
-
-func (e *entry) note(r Result, outcome uint16) {
-	at := nanos(r.At)
-	if at >= e.latestAt {
-		e.latestAt, e.latestO = at, outcome
-	}
-	if changedDB(r.Outcome) && (e.migrO == 0 || at >= e.migrAt) {
-		e.migrAt, e.migrO = at, outcome
-	}
 }
 
 // nanos is t as Unix nanoseconds, clamped (the zero time is the minimum).
@@ -146,7 +150,7 @@ func (e *merger) merged() Result {
 
 // NewTracker starts tracking runID; start is when the run began (for rates).
 func NewTracker(runID string, start time.Time) *Tracker {
-	t := &Tracker{runID: runID, start: start, byTenant: map[string]entry{}, more: map[string][]ref{}, total: -1,
+	t := &Tracker{runID: runID, start: start, byTenant: map[string]entry{}, extra: map[string]*extra{}, total: -1,
 		counts: map[string]int{}, codes: map[string]uint16{}}
 	for _, o := range Outcomes {
 		t.code(o)
@@ -166,21 +170,37 @@ func (t *Tracker) Close() error {
 func (t *Tracker) Add(r Result) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	at := t.spool.put(r)
+	loc := t.spool.put(r)
 	outcome := t.code(r.Outcome)
+	at := nanos(r.At)
 	e, ok := t.byTenant[r.Tenant]
 	if !ok {
-		e = entry{first: at, latestAt: math.MinInt64, migrAt: math.MinInt64}
-		e.note(r, outcome)
+		e = entry{off: loc.off, n: loc.n, latestAt: at, latestO: outcome}
+		if changedDB(r.Outcome) {
+			e.migrO = outcome // its At is latestAt (see entry.outcome)
+		}
 		t.byTenant[r.Tenant] = e
-		t.count(&e, 1)
+		t.count(&e, nil, 1)
 		return
 	}
-	t.count(&e, -1)
-	t.more[r.Tenant] = append(t.more[r.Tenant], at)
-	e.note(r, outcome)
+	x := t.extra[r.Tenant]
+	t.count(&e, x, -1)
+	if x == nil {
+		x = &extra{migrAt: math.MinInt64}
+		if e.migrO != 0 {
+			x.migrAt = e.latestAt // the only result so far was it
+		}
+		t.extra[r.Tenant] = x
+	}
+	x.more = append(x.more, loc)
+	if at >= e.latestAt {
+		e.latestAt, e.latestO = at, outcome
+	}
+	if changedDB(r.Outcome) && (e.migrO == 0 || at >= x.migrAt) {
+		x.migrAt, e.migrO = at, outcome
+	}
 	t.byTenant[r.Tenant] = e
-	t.count(&e, 1)
+	t.count(&e, x, 1)
 }
 
 // maxOutcomes bounds the distinct outcome strings a tracker codes: results
@@ -204,14 +224,14 @@ func (t *Tracker) code(o string) uint16 {
 	return c
 }
 
-// outcomeOf is e's merged outcome and its At.
-func (t *Tracker) outcomeOf(e *entry) (string, int64) {
-	c, at := e.outcome(t.codes[engine.OutcomeCurrent])
+// outcomeOf is e's merged outcome and its At (x: the tenant's extra).
+func (t *Tracker) outcomeOf(e *entry, x *extra) (string, int64) {
+	c, at := e.outcome(t.codes[engine.OutcomeCurrent], x)
 	return t.outcomes[c-1], at
 }
 
-func (t *Tracker) count(e *entry, d int) {
-	o, _ := t.outcomeOf(e)
+func (t *Tracker) count(e *entry, x *extra, d int) {
+	o, _ := t.outcomeOf(e, x)
 	t.counts[o] += d
 	if t.counts[o] == 0 {
 		delete(t.counts, o)
@@ -223,12 +243,16 @@ func (t *Tracker) count(e *entry, d int) {
 
 // merged rebuilds tenant's entry e from the spool. Called with t.mu held.
 func (t *Tracker) merged(tenant string, e entry) (Result, error) {
-	r, err := t.spool.get(e.first)
+	r, err := t.spool.get(e.first())
 	if err != nil {
 		return Result{}, err
 	}
 	m := newMerger(r)
-	for _, at := range t.more[tenant] {
+	var more []ref
+	if x := t.extra[tenant]; x != nil {
+		more = x.more
+	}
+	for _, at := range more {
 		r, err := t.spool.get(at)
 		if err != nil {
 			return Result{}, err
@@ -360,7 +384,7 @@ func (t *Tracker) StreamReport(now time.Time) *Report {
 	var failed []string
 	for tn, e := range t.byTenant {
 		tenants = append(tenants, tn)
-		o, at := t.outcomeOf(&e)
+		o, at := t.outcomeOf(&e, t.extra[tn])
 		counts[o]++
 		if !AtHead(o) {
 			failed = append(failed, tn)
