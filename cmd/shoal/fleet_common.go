@@ -296,7 +296,7 @@ const oneShotMemoryLimit = 96 << 20
 
 // oneShotGCPercent is the GC target of the same commands when GOGC is not
 // set: the heap may grow half its live data between collections instead
-// of all of it. Their live data grows with the fleet (about 150 bytes a
+// of all of it. Their live data grows with the fleet (about 130 bytes a
 // tenant) while the rest does not, so the headroom is what made 100,000
 // tenants cost more than 1.5x what 10,000 cost (`shoal run` re-check at
 // head: 59 MiB max RSS at GOGC=100, 50 MiB at 50, against 33 MiB at
