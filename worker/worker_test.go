@@ -396,12 +396,16 @@ func TestAbandonedJobReaped(t *testing.T) {
 	testAbandonedJob(t, fleettest.StartEmbedded(t, "", 0).URL)
 }
 
-func testAbandonedJob(t *testing.T, url string) {
-	v := newEnv(t, url)
+// abandon publishes run runID for one tenant and lets every attempt of its
+// job die (the worker loses NATS after migrating, max deliver 2), then
+// starts a survivor that hears the max-deliveries advisory; it returns the
+// run's report.
+func abandon(t *testing.T, v *env, runID string, tweak func(*producer.Options)) *fleet.Report {
+	t.Helper()
 	v.set.AckWait = time.Second
 	v.set.MaxDeliver = 2
 	fleettest.Fleet(t, v.e, v.root, 1, nil)
-	v.produce("abandon", nil)
+	v.produce(runID, tweak)
 	for range 2 {
 		died := make(chan struct{})
 		v.worker("dies", 1, func(o *Options, nc *nats.Conn) {
@@ -410,7 +414,12 @@ func testAbandonedJob(t *testing.T, url string) {
 		<-died
 	}
 	v.worker("survivor", 1, nil) // listens for the advisory
-	rep := v.wait("abandon", 1, 20*time.Second)
+	return v.wait(runID, 1, 20*time.Second)
+}
+
+func testAbandonedJob(t *testing.T, url string) {
+	v := newEnv(t, url)
+	rep := abandon(t, v, "abandon", nil)
 	r := rep.Databases[0]
 	if r.Outcome != "failed" || r.Attempt != 2 || r.Error == nil {
 		t.Fatalf("result %+v", r)
@@ -846,19 +855,7 @@ func TestSweepDoesNotBlockPulls(t *testing.T) {
 func TestAbandonedJobCountsTowardHalt(t *testing.T) {
 	t.Parallel()
 	v := newEnv(t, fleettest.StartEmbedded(t, "", 0).URL)
-	v.set.AckWait = time.Second
-	v.set.MaxDeliver = 2
-	fleettest.Fleet(t, v.e, v.root, 1, nil)
-	v.produce("abandon-halt", func(o *producer.Options) { o.MaxFailures = 1 })
-	for range 2 {
-		died := make(chan struct{})
-		v.worker("dies", 1, func(o *Options, nc *nats.Conn) {
-			o.afterMigrate = func(context.Context, fleet.Job, int) { nc.Close(); close(died) }
-		})
-		<-died
-	}
-	v.worker("survivor", 1, nil) // listens for the advisory
-	rep := v.wait("abandon-halt", 1, 20*time.Second)
+	rep := abandon(t, v, "abandon-halt", func(o *producer.Options) { o.MaxFailures = 1 })
 	if r := rep.Databases[0]; r.Outcome != "failed" || r.Attempt != 2 {
 		t.Fatalf("result %+v", r)
 	}

@@ -121,9 +121,7 @@ func produceOnly(c *cli.Context, env *fleetEnv, o producer.Options, root string)
 func produceAndWait(c *cli.Context, env *fleetEnv, o producer.Options, root string) error {
 	ctx, js, runID, s := env.ctx, env.js, o.RunID, fleet.Settings{Names: env.names}
 	t := fleet.NewTracker(runID, time.Now())
-	progress := &runProgress{}
-	progress.set(t)
-	stopMetrics, err := serveRunMetrics(c, runID, progress)
+	stopMetrics, err := serveTrackerMetrics(c, runID, t)
 	if err != nil {
 		return err
 	}

@@ -45,9 +45,7 @@ func resultsAction(c *cli.Context) error {
 	ctx, js, nm := env.ctx, env.js, env.names
 	softMemoryLimit()
 	t := fleet.NewTracker(runID, time.Time{})
-	progress := &runProgress{}
-	progress.set(t)
-	stopMetrics, err := serveRunMetrics(c, runID, progress)
+	stopMetrics, err := serveTrackerMetrics(c, runID, t)
 	if err != nil {
 		return err
 	}

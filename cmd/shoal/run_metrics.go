@@ -93,3 +93,11 @@ func serveRunMetrics(c *cli.Context, runID string, p *runProgress) (stop func(),
 		_ = srv.Shutdown(ctx)
 	}, nil
 }
+
+// serveTrackerMetrics is serveRunMetrics for a run whose tracker exists
+// already (produce --wait, results --follow).
+func serveTrackerMetrics(c *cli.Context, runID string, t *fleet.Tracker) (stop func(), err error) {
+	p := &runProgress{}
+	p.set(t)
+	return serveRunMetrics(c, runID, p)
+}
