@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"sync"
 	"syscall"
 	"testing"
@@ -86,9 +87,14 @@ func helperMigrate() int {
 	return 0
 }
 
+// helperCmd runs a migration of db in a child process (which the drills
+// kill). The child's temporary directory is the test's own (the parent of
+// the DB's t.TempDir()), removed with the test: a child killed during a
+// script step cannot remove its shoal-step-* directory itself.
 func helperCmd(set, db string, per bool) *exec.Cmd {
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), "SHOAL_TEST_HELPER=migrate", "SHOAL_TEST_SET="+set, "SHOAL_TEST_DB="+db)
+	cmd.Env = append(os.Environ(), "SHOAL_TEST_HELPER=migrate", "SHOAL_TEST_SET="+set, "SHOAL_TEST_DB="+db,
+		"TMPDIR="+filepath.Dir(filepath.Dir(db)))
 	if per {
 		cmd.Env = append(cmd.Env, "SHOAL_TEST_PER=1")
 	}
