@@ -203,15 +203,7 @@ func (e *Error) Error() string {
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s: %v", e.Path, e.Kind)
-	if e.Detail != "" {
-		fmt.Fprintf(&b, ": %s", e.Detail)
-	}
-	if e.Err != nil {
-		fmt.Fprintf(&b, ": %v", e.Err)
-	}
-	if e.Hint != "" {
-		fmt.Fprintf(&b, " (%s)", e.Hint)
-	}
+	e.writeTail(&b)
 	return b.String()
 }
 
@@ -223,6 +215,19 @@ func (e *Error) Unwrap() []error {
 		}
 	}
 	return errs
+}
+
+// writeTail ends a message with the detail, the cause and the hint.
+func (e *Error) writeTail(b *strings.Builder) {
+	if e.Detail != "" {
+		fmt.Fprintf(b, ": %s", e.Detail)
+	}
+	if e.Err != nil {
+		fmt.Fprintf(b, ": %v", e.Err)
+	}
+	if e.Hint != "" {
+		fmt.Fprintf(b, " (%s)", e.Hint)
+	}
 }
 
 // isMigration reports an error about one migration (or one segment's files).
@@ -269,15 +274,7 @@ func (e *Error) safetyMessage() string {
 	if e.File != "" {
 		fmt.Fprintf(&b, ": %s", e.File)
 	}
-	if e.Detail != "" {
-		fmt.Fprintf(&b, ": %s", e.Detail)
-	}
-	if e.Err != nil {
-		fmt.Fprintf(&b, ": %v", e.Err)
-	}
-	if e.Hint != "" {
-		fmt.Fprintf(&b, " (%s)", e.Hint)
-	}
+	e.writeTail(&b)
 	return b.String()
 }
 
