@@ -53,10 +53,6 @@ var foreignTables = map[string]bool{
 	"alembic_version":            true,
 }
 
-// IsForeignTable reports a table that belongs to another migration tool's
-// bookkeeping.
-func IsForeignTable(name string) bool { return foreignTables[name] }
-
 // EnrollOptions tune Enroll.
 type EnrollOptions struct {
 	// Version is the version the DB is at (0: from another tool's history,
@@ -502,10 +498,11 @@ func ParseAlembicMap(data []byte) (map[string]int64, error) {
 	return out, nil
 }
 
-// withoutForeign drops from got the other tools' bookkeeping tables (and
+// WithoutForeign drops from got the other tools' bookkeeping tables (and
 // the objects on them) that want does not have: they stay in the DB after
-// shoal takes over, so that a team can go back.
-func withoutForeign(got []SchemaObject, want []SchemaObject) []SchemaObject {
+// shoal takes over, so that a team can go back (Enroll and schema.Drift
+// compare schemas without them).
+func WithoutForeign(got []SchemaObject, want []SchemaObject) []SchemaObject {
 	drop := map[string]bool{}
 	for _, o := range got {
 		if foreignTables[o.Name] && o.Type == "table" {

@@ -112,7 +112,7 @@ func (e *Engine) EnrollWith(ctx context.Context, path string, o EnrollOptions) (
 		if err != nil {
 			return nil, err
 		}
-		diffs := DiffSchemas(want, withoutForeign(got, want))
+		diffs := DiffSchemas(want, WithoutForeign(got, want))
 		if len(diffs) == 0 {
 			if err := e.recordEnrollment(ctx, path, conn, st, v); err != nil {
 				return nil, err

@@ -157,6 +157,14 @@ func TestDrift(t *testing.T) {
 	if err != nil || d == nil || len(d) != 0 {
 		t.Fatalf("a DB at version 2 has the schema of version 2: %v %v", d, err)
 	}
+	// Another tool's history table, left behind when shoal took over, and
+	// an index on it: not drift.
+	execAll(t, db, "CREATE TABLE goose_db_version (id INTEGER PRIMARY KEY, version_id INTEGER)",
+		"CREATE INDEX goose_v ON goose_db_version(version_id)")
+	if d, err := Drift(ctx(t), e, db); err != nil || len(d) != 0 {
+		t.Fatalf("another tool's history table counted as drift: %v %v", d, err)
+	}
+	execAll(t, db, "DROP TABLE goose_db_version")
 	execAll(t, db, "DROP INDEX ax", "CREATE INDEX ax ON a(x DESC)", "CREATE TABLE hotfix (z)", "ALTER TABLE a ADD COLUMN w")
 	d, err = Drift(ctx(t), e, db)
 	if err != nil {

@@ -41,32 +41,7 @@ func Drift(ctx context.Context, e *engine.Engine, path string) ([]engine.SchemaD
 	if err != nil {
 		return nil, err
 	}
-	return diffCanonical(want, withoutForeign(got, want)), nil
-}
-
-// withoutForeign drops from got the other tools' bookkeeping tables (and
-// the objects on them) that want does not have: they stay in the DB after
-// shoal takes over, so that a team can go back.
-func withoutForeign(got, want []engine.SchemaObject) []engine.SchemaObject {
-	drop := map[string]bool{}
-	for _, o := range got {
-		if o.Type == "table" && engine.IsForeignTable(o.Name) {
-			drop[o.Name] = true
-		}
-	}
-	for _, o := range want {
-		delete(drop, o.Name)
-	}
-	if len(drop) == 0 {
-		return got
-	}
-	out := got[:0:0]
-	for _, o := range got {
-		if !drop[o.Name] && !drop[o.Table] {
-			out = append(out, o)
-		}
-	}
-	return out
+	return diffCanonical(want, engine.WithoutForeign(got, want)), nil
 }
 
 // Verifier is an engine that also checks drift: pass it, instead of the
