@@ -12,8 +12,8 @@ import (
 // and ErrCorrupt like Migrate, but does not run quick_check or compare
 // checksums (Status does).
 func (e *Engine) Version(ctx context.Context, path string) (int64, error) {
-	p, err := e.Probe(ctx, path)
-	return p.Version, err
+	v, _, _, err := e.probe(ctx, path)
+	return v, err
 }
 
 // Probe is what Engine.Probe found of one DB file.
@@ -35,25 +35,35 @@ type Probe struct {
 // a caller that needs both (the producer: the version, then an id for the
 // file's state) does not stat the file again.
 func (e *Engine) Probe(ctx context.Context, path string) (Probe, error) {
+	v, fp, atHead, err := e.probe(ctx, path)
+	if err != nil || !atHead {
+		return Probe{Version: v}, err
+	}
+	return Probe{Version: v, AtHead: true, State: fp.String()}, nil
+}
+
+// probe is Version, with the fingerprint when the DB was verified at head
+// (atHead): Version, on every DB of fleet status, never formats it.
+func (e *Engine) probe(ctx context.Context, path string) (v int64, fp fingerprint, atHead bool, err error) {
 	if fp, ok := e.cachedFingerprint(path); ok {
-		return Probe{Version: e.head, AtHead: true, State: fp.String()}, nil
+		return e.head, fp, true, nil
 	}
 	info, err := inspectFile(path)
 	if err != nil || !info.exists {
-		return Probe{}, err
+		return 0, fp, false, err
 	}
 	if !info.pending && e.headerAtHead(path, info.fp, info.hdr) {
 		e.rememberAtHead(path, info.fp)
-		return Probe{Version: e.head, AtHead: true, State: info.fp.String()}, nil
+		return e.head, info.fp, true, nil
 	}
-	v, err := e.versionOpen(ctx, path, info)
+	opened, err := e.versionOpen(ctx, path, info)
 	if err != nil {
-		return Probe{}, err
+		return 0, fp, false, err
 	}
-	if v.atHead {
-		return Probe{Version: e.head, AtHead: true, State: info.fp.String()}, nil
+	if opened.atHead {
+		return e.head, info.fp, true, nil
 	}
-	return Probe{Version: v.version}, nil
+	return opened.version, fp, false, nil
 }
 
 type openedVersion struct {
