@@ -192,3 +192,30 @@ func TestTrackerWithoutSpoolKeepsResults(t *testing.T) {
 		t.Fatalf("report: %d entries", len(rep.Databases))
 	}
 }
+
+// TestTrackerBoundsOutcomes: results read from a stream are input; a
+// stream of results with ever new outcome strings is counted under a
+// bounded set of codes (the rest as "(other)"), never a wrapped code.
+func TestTrackerBoundsOutcomes(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	tr := NewTracker("hostile", t0)
+	defer tr.Close()
+	const n = 3 * maxOutcomes
+	for i := range n {
+		tr.Add(Result{RunID: "hostile", Tenant: fmt.Sprintf("t%05d", i), Outcome: fmt.Sprintf("weird-%d", i), At: t0})
+	}
+	rep := tr.StreamReport(t0)
+	if len(rep.Summary.Counts) > maxOutcomes || rep.Summary.Counts[otherOutcome] == 0 {
+		t.Fatalf("%d outcomes counted, %d as %s", len(rep.Summary.Counts), rep.Summary.Counts[otherOutcome], otherOutcome)
+	}
+	total := 0
+	for _, c := range rep.Summary.Counts {
+		total += c
+	}
+	if total != n || tr.Progress(t0).Failed != n {
+		t.Fatalf("counted %d of %d, failed %d", total, n, tr.Progress(t0).Failed)
+	}
+	if r, ok := tr.Result("t00007"); !ok || r.Outcome != "weird-7" {
+		t.Fatalf("the spooled result keeps its own outcome: %+v %v", r, ok)
+	}
+}
