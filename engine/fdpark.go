@@ -63,6 +63,15 @@ func sqliteInUse(path string) (release func()) {
 // rawInUse reports whether the engine has SQLite connections open on path
 // (a raw descriptor of it must then be parked, not closed).
 func rawInUse(path string) bool {
+	rawFDs.Lock()
+	none := len(rawFDs.inUse) == 0
+	rawFDs.Unlock()
+	if none {
+		// No connection open on any DB: the common case of a status or
+		// a re-check, spared fdKey's getcwd for a relative path (two
+		// stat calls per DB).
+		return false
+	}
 	k := fdKey(path)
 	rawFDs.Lock()
 	defer rawFDs.Unlock()
@@ -73,6 +82,10 @@ func rawInUse(path string) bool {
 // SQLite, or parks it until the engine's SQLite connections to path are
 // closed.
 func closeRaw(path string, f *os.File) {
+	if !rawInUse(path) {
+		f.Close()
+		return
+	}
 	k := fdKey(path)
 	rawFDs.Lock()
 	if rawFDs.inUse[k] > 0 {
