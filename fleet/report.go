@@ -50,11 +50,8 @@ func (r *Report) WriteJSON(w io.Writer) error {
 		return err
 	}
 	n := 0
-	err = r.Each(func(d Result) error {
-		data, err := json.MarshalIndent(d.plain(), "    ", "  ")
-		if err != nil {
-			return err
-		}
+	var buf []byte
+	entry := func(data []byte) error {
 		sep := ",\n    "
 		if n == 0 {
 			sep = "\n    "
@@ -63,11 +60,27 @@ func (r *Report) WriteJSON(w io.Writer) error {
 		if _, err := io.WriteString(w, sep); err != nil {
 			return err
 		}
-		_, err = w.Write(data)
+		_, err := w.Write(data)
 		return err
-	})
-	if err != nil {
-		return err
+	}
+	if r.src != nil {
+		for _, tn := range r.tenants {
+			if buf, err = r.src.entryJSON(tn, buf[:0]); err != nil {
+				return err
+			}
+			if err := entry(buf); err != nil {
+				return err
+			}
+		}
+	} else {
+		for i := range r.Databases {
+			if buf, err = appendEntry(buf[:0], &r.Databases[i]); err != nil {
+				return err
+			}
+			if err := entry(buf); err != nil {
+				return err
+			}
+		}
 	}
 	end := "]\n}\n"
 	if n > 0 {

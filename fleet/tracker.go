@@ -431,9 +431,31 @@ func (t *Tracker) entryOf(tenant string) (Result, error) {
 	return t.merged(tenant, e)
 }
 
+// entryJSON appends tenant's report entry to dst: for a tenant with one
+// spooled result, its bytes as spooled; otherwise its merged result, encoded.
+func (t *Tracker) entryJSON(tenant string, dst []byte) ([]byte, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	e, ok := t.byTenant[tenant]
+	if !ok {
+		return dst, fmt.Errorf("tenant %s: no result", tenant)
+	}
+	if t.extra[tenant] == nil {
+		if b, ok, err := t.spool.raw(e.first(), dst); ok || err != nil {
+			return b, err
+		}
+	}
+	r, err := t.merged(tenant, e)
+	if err != nil {
+		return dst, err
+	}
+	return appendEntry(dst, &r)
+}
+
 // spool holds a tracker's results: the first spoolAfter in memory, the
-// others appended to an unlinked temporary file
-// (JSON, one after the other), read back by offset. Without a temporary
+// others appended to an unlinked temporary file, read back by offset: each
+// as the JSON of its report entry, its applied list normalised as merging
+// does (so a tenant's only result is its entry, byte for byte). Without a temporary
 // directory it keeps them in memory.
 type spool struct {
 	f      *os.File
@@ -441,7 +463,8 @@ type spool struct {
 	off    int64
 	failed bool // no temporary file: mem
 	mem    []Result
-	buf    []byte
+	buf    []byte // read buffer of get
+	enc    []byte // encoding buffer of put
 }
 
 // ref locates one result: n bytes at off in the file, or mem[off] (n < 0).
@@ -474,7 +497,10 @@ func (s *spool) put(r Result) ref {
 	}
 	s.open()
 	if s.f != nil {
-		data, err := json.Marshal(r.plain())
+		// The entry as the report writes it (see Tracker.entryJSON).
+		r.Applied = normalApplied(r.Applied)
+		data, err := appendEntry(s.enc[:0], &r)
+		s.enc = data
 		if err == nil && len(data) < math.MaxInt32 {
 			if _, err := s.w.Write(data); err == nil {
 				at := ref{off: s.off, n: int32(len(data))}
@@ -488,30 +514,50 @@ func (s *spool) put(r Result) ref {
 	return ref{off: int64(len(s.mem) - 1), n: -1}
 }
 
+// raw returns the bytes of a spooled result (in dst's array), as the
+// report writes it; ok false for one held in memory.
+func (s *spool) raw(at ref, dst []byte) (data []byte, ok bool, err error) {
+	if at.n < 0 {
+		return dst, false, nil
+	}
+	b, err := s.read(at, dst)
+	return b, err == nil, err
+}
+
 func (s *spool) get(at ref) (Result, error) {
 	if at.n < 0 {
 		return s.mem[at.off], nil
 	}
-	if s.f == nil {
-		return Result{}, fmt.Errorf("results spool: closed")
+	b, err := s.read(at, s.buf)
+	if err != nil {
+		return Result{}, err
 	}
-	if s.w.Buffered() > 0 {
-		if err := s.w.Flush(); err != nil {
-			return Result{}, fmt.Errorf("results spool: %w", err)
-		}
-	}
-	if cap(s.buf) < int(at.n) {
-		s.buf = make([]byte, at.n)
-	}
-	b := s.buf[:at.n]
-	if _, err := s.f.ReadAt(b, at.off); err != nil {
-		return Result{}, fmt.Errorf("results spool: %w", err)
-	}
+	s.buf = b
 	var r Result
 	if err := json.Unmarshal(b, &r); err != nil {
 		return Result{}, fmt.Errorf("results spool: %w", err)
 	}
 	return r, nil
+}
+
+// read reads the n bytes of a spooled result into dst's array (grown if need be).
+func (s *spool) read(at ref, dst []byte) ([]byte, error) {
+	if s.f == nil {
+		return nil, fmt.Errorf("results spool: closed")
+	}
+	if s.w.Buffered() > 0 {
+		if err := s.w.Flush(); err != nil {
+			return nil, fmt.Errorf("results spool: %w", err)
+		}
+	}
+	if cap(dst) < int(at.n) {
+		dst = make([]byte, at.n)
+	}
+	b := dst[:at.n]
+	if _, err := s.f.ReadAt(b, at.off); err != nil {
+		return nil, fmt.Errorf("results spool: %w", err)
+	}
+	return b, nil
 }
 
 func (s *spool) close() error {

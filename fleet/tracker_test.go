@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/rand"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -133,13 +134,27 @@ func TestReportOfManyTenantsIsWrittenWithoutHoldingThem(t *testing.T) {
 
 // TestStreamedReportIsTheMarshalledReport: the report written one entry at a
 // time is byte for byte json.MarshalIndent of the whole report (the format
-// readers knew), empty or not, merged entries included.
+// readers knew), empty or not, merged entries included, results held in
+// memory or spooled (past spoolAfter: copied as spooled when a tenant has
+// one, so a single result's unsorted applied list is spooled sorted).
 func TestStreamedReportIsTheMarshalledReport(t *testing.T) {
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	for _, n := range []int{0, 1, 30} {
+	rng := rand.New(rand.NewSource(2))
+	for _, n := range []int{0, 1, 30, spoolAfter + 300} {
 		tr := NewTracker("r<&>", t0)
 		for i := range n {
-			tr.Add(syntheticResult(i, t0))
+			r := syntheticResult(i, t0)
+			switch i % 5 {
+			case 1: // unsorted, with a version twice
+				r.Applied = append(r.Applied, r.Applied[2], engine.Applied{Version: 0, Name: "zero"})
+			case 2: // anything (valid UTF-8, as every result read from a stream is), under its own tenant
+				r = validUTF8(randomResult(rng))
+				r.Tenant = fmt.Sprintf("tenant-%06d/%s", i, r.Tenant)
+				if r.At.Year() > 9999 {
+					r.At = t0
+				}
+			}
+			tr.Add(r)
 			if i%3 == 0 { // a second result: a later current never replaces migrated
 				tr.Add(Result{Tenant: fmt.Sprintf("tenant-%06d/app.db", i), Outcome: engine.OutcomeCurrent, From: Int64(6), To: Int64(6),
 					Worker: "w2", At: t0.Add(time.Hour)})
@@ -156,7 +171,9 @@ func TestStreamedReportIsTheMarshalledReport(t *testing.T) {
 			t.Fatal(err)
 		}
 		if !bytes.Equal(got.Bytes(), want) {
-			t.Fatalf("%d tenants: streamed report differs:\n%s\nwant:\n%s", n, got.String(), want)
+			i := firstDiffByte(got.Bytes(), want)
+			lo := max(i-300, 0)
+			t.Fatalf("%d tenants: streamed report differs at byte %d:\n%s\nwant:\n%s", n, i, got.Bytes()[lo:min(i+200, got.Len())], want[lo:min(i+200, len(want))])
 		}
 		// Marshalling a streaming report gives the same object.
 		m, err := json.Marshal(tr.StreamReport(now))
@@ -218,4 +235,22 @@ func TestTrackerBoundsOutcomes(t *testing.T) {
 	if r, ok := tr.Result("t00007"); !ok || r.Outcome != "weird-7" {
 		t.Fatalf("the spooled result keeps its own outcome: %+v %v", r, ok)
 	}
+}
+
+func firstDiffByte(a, b []byte) int {
+	for i := range min(len(a), len(b)) {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return min(len(a), len(b))
+}
+
+// validUTF8 is r with its strings made valid UTF-8, as json.Unmarshal makes them.
+func validUTF8(r Result) Result {
+	var back Result
+	data, _ := json.Marshal(r)
+	json.Unmarshal(data, &back)
+	back.At = r.At
+	return back
 }
