@@ -191,9 +191,9 @@ type Report struct {
 	Summary   Summary  `json:"summary"`
 	Databases []Result `json:"databases"`
 
-	src     *Tracker // streams the entries of tenants, when set
-	tenants []string
-	failed  []Result
+	src    *Tracker // streams the entries in order, when set
+	order  []uint32 // src's entries, by tenant
+	failed []Result
 }
 
 // MarshalJSON keeps Databases an array.
@@ -220,7 +220,7 @@ func (r Report) MarshalJSON() ([]byte, error) {
 // Len is the number of database entries.
 func (r *Report) Len() int {
 	if r.src != nil {
-		return len(r.tenants)
+		return len(r.order)
 	}
 	return len(r.Databases)
 }
@@ -236,8 +236,8 @@ func (r *Report) Each(fn func(Result) error) error {
 		}
 		return nil
 	}
-	for _, tn := range r.tenants {
-		d, err := r.src.entryOf(tn)
+	for _, i := range r.order {
+		d, err := r.src.entryOf(i)
 		if err != nil {
 			return err
 		}

@@ -64,8 +64,8 @@ func (r *Report) WriteJSON(w io.Writer) error {
 		return err
 	}
 	if r.src != nil {
-		for _, tn := range r.tenants {
-			if buf, err = r.src.entryJSON(tn, buf[:0]); err != nil {
+		for _, i := range r.order {
+			if buf, err = r.src.entryJSON(i, buf[:0]); err != nil {
 				return err
 			}
 			if err := entry(buf); err != nil {

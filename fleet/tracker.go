@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -31,8 +33,8 @@ type Tracker struct {
 	mu       sync.Mutex
 	runID    string
 	start    time.Time
-	byTenant map[string]entry
-	extra    map[string]*extra // tenants with more than one result (rare)
+	tenants  tenantIndex
+	extra    map[uint32]*extra // entries of tenants with more than one result (rare), by number
 	outcomes []string          // outcome codes of the entries: outcomes[code-1]
 	codes    map[string]uint16
 	manifest *Manifest
@@ -42,17 +44,43 @@ type Tracker struct {
 	spool    spool
 }
 
-// entry is what the tracker keeps of one tenant, by value (24 bytes plus
-// the map's key): where its first result is (off, n: a ref) and enough to
-// know its merged outcome and time without reading it. Outcomes are codes
-// into Tracker.outcomes. A tenant with more results (a retried or
-// duplicated job: rare) also has an extra.
+// entry is what the tracker keeps of one tenant (24 bytes, in a
+// tenantIndex): its name, where its first result is and enough to know its
+// merged outcome and time without reading it. Outcomes are codes into
+// Tracker.outcomes. A tenant with more results (a retried or duplicated
+// job: rare) also has an extra.
 type entry struct {
-	off      int64 // the first result: ref{off, n}
-	latestAt int64 // At of the latest result (by At, then arrival)
-	n        int32
+	first    packedRef // the first result
+	latestAt int64     // At of the latest result (by At, then arrival)
+	name     uint32    // in tenantIndex.names
 	latestO  uint16
 	migrO    uint16 // the latest `migrated` (or `adopted`) result's outcome; 0: none
+}
+
+// packedRef is a ref in 8 bytes: the offset in its 40 low bits, the length
+// in the 24 high bits (all ones: a result in memory, at mem[offset]).
+type packedRef uint64
+
+const (
+	refOffBits = 40
+	refMaxLen  = 1<<24 - 1 // a longer result is kept in memory
+	refInMem   = refMaxLen
+)
+
+func pack(r ref) packedRef {
+	n := uint64(refInMem)
+	if r.n >= 0 {
+		n = uint64(r.n)
+	}
+	return packedRef(n<<refOffBits | uint64(r.off))
+}
+
+func (p packedRef) ref() ref {
+	r := ref{off: int64(p & (1<<refOffBits - 1)), n: int32(p >> refOffBits)}
+	if r.n == refInMem {
+		r.n = -1
+	}
+	return r
 }
 
 // extra is the rest of a tenant with several results.
@@ -60,8 +88,6 @@ type extra struct {
 	more   []ref // the later results, in arrival order
 	migrAt int64 // At of the latest `migrated` (or `adopted`) result, if migrO != 0
 }
-
-func (e *entry) first() ref { return ref{off: e.off, n: e.n} }
 
 // outcome is the merged entry's outcome code, at its At (see Tracker); x
 // is the tenant's extra, nil with one result (its `migrated`, if any, is
@@ -150,7 +176,7 @@ func (e *merger) merged() Result {
 
 // NewTracker starts tracking runID; start is when the run began (for rates).
 func NewTracker(runID string, start time.Time) *Tracker {
-	t := &Tracker{runID: runID, start: start, byTenant: map[string]entry{}, extra: map[string]*extra{}, total: -1,
+	t := &Tracker{runID: runID, start: start, tenants: newTenantIndex(), extra: map[uint32]*extra{}, total: -1,
 		counts: map[string]int{}, codes: map[string]uint16{}}
 	for _, o := range Outcomes {
 		t.code(o)
@@ -173,24 +199,25 @@ func (t *Tracker) Add(r Result) {
 	loc := t.spool.put(r)
 	outcome := t.code(r.Outcome)
 	at := nanos(r.At)
-	e, ok := t.byTenant[r.Tenant]
+	i, ok := t.tenants.find(r.Tenant)
 	if !ok {
-		e = entry{off: loc.off, n: loc.n, latestAt: at, latestO: outcome}
+		e := entry{first: pack(loc), latestAt: at, latestO: outcome}
 		if changedDB(r.Outcome) {
 			e.migrO = outcome // its At is latestAt (see entry.outcome)
 		}
-		t.byTenant[r.Tenant] = e
+		t.tenants.add(r.Tenant, e)
 		t.count(&e, nil, 1)
 		return
 	}
-	x := t.extra[r.Tenant]
-	t.count(&e, x, -1)
+	e := t.tenants.entry(i)
+	x := t.extra[i]
+	t.count(e, x, -1)
 	if x == nil {
 		x = &extra{migrAt: math.MinInt64}
 		if e.migrO != 0 {
 			x.migrAt = e.latestAt // the only result so far was it
 		}
-		t.extra[r.Tenant] = x
+		t.extra[i] = x
 	}
 	x.more = append(x.more, loc)
 	if at >= e.latestAt {
@@ -199,8 +226,7 @@ func (t *Tracker) Add(r Result) {
 	if changedDB(r.Outcome) && (e.migrO == 0 || at >= x.migrAt) {
 		x.migrAt, e.migrO = at, outcome
 	}
-	t.byTenant[r.Tenant] = e
-	t.count(&e, x, 1)
+	t.count(e, x, 1)
 }
 
 // maxOutcomes bounds the distinct outcome strings a tracker codes: results
@@ -241,15 +267,15 @@ func (t *Tracker) count(e *entry, x *extra, d int) {
 	}
 }
 
-// merged rebuilds tenant's entry e from the spool. Called with t.mu held.
-func (t *Tracker) merged(tenant string, e entry) (Result, error) {
-	r, err := t.spool.get(e.first())
+// merged rebuilds entry i from the spool. Called with t.mu held.
+func (t *Tracker) merged(i uint32) (Result, error) {
+	r, err := t.spool.get(t.tenants.entry(i).first.ref())
 	if err != nil {
 		return Result{}, err
 	}
 	m := newMerger(r)
 	var more []ref
-	if x := t.extra[tenant]; x != nil {
+	if x := t.extra[i]; x != nil {
 		more = x.more
 	}
 	for _, at := range more {
@@ -306,7 +332,7 @@ type Progress struct {
 func (t *Tracker) Progress(now time.Time) Progress {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	p := Progress{Done: len(t.byTenant), Total: t.total, Failed: t.failed}
+	p := Progress{Done: t.tenants.n, Total: t.total, Failed: t.failed}
 	if !t.start.IsZero() {
 		p.Elapsed = now.Sub(t.start)
 	}
@@ -334,14 +360,14 @@ func (t *Tracker) Counts() map[string]int {
 func (t *Tracker) Complete() bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.total >= 0 && len(t.byTenant) >= t.total
+	return t.total >= 0 && t.tenants.n >= t.total
 }
 
 // Has reports whether a tenant has a result, without reading it.
 func (t *Tracker) Has(tenant string) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	_, ok := t.byTenant[tenant]
+	_, ok := t.tenants.find(tenant)
 	return ok
 }
 
@@ -349,11 +375,11 @@ func (t *Tracker) Has(tenant string) bool {
 func (t *Tracker) Result(tenant string) (Result, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	e, ok := t.byTenant[tenant]
+	i, ok := t.tenants.find(tenant)
 	if !ok {
 		return Result{}, false
 	}
-	r, err := t.merged(tenant, e)
+	r, err := t.merged(i)
 	if err != nil {
 		return Result{}, false
 	}
@@ -368,7 +394,7 @@ func (t *Tracker) Report(now time.Time) *Report {
 	if err := rep.Each(func(r Result) error { dbs = append(dbs, r); return nil }); err != nil {
 		dbs = append(dbs, Result{}) // unreachable with the in-memory spool
 	}
-	rep.Databases, rep.src, rep.tenants, rep.failed = dbs, nil, nil, nil
+	rep.Databases, rep.src, rep.order, rep.failed = dbs, nil, nil, nil
 	return rep
 }
 
@@ -378,74 +404,65 @@ func (t *Tracker) Report(now time.Time) *Report {
 func (t *Tracker) StreamReport(now time.Time) *Report {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	tenants := make([]string, 0, len(t.byTenant))
+	n := t.tenants.n
+	order := make([]uint32, n)
 	counts := map[string]int{}
 	first, last := int64(math.MaxInt64), int64(math.MinInt64)
-	var failed []string
-	for tn, e := range t.byTenant {
-		tenants = append(tenants, tn)
-		o, at := t.outcomeOf(&e, t.extra[tn])
+	var failed []uint32
+	for i := range order {
+		order[i] = uint32(i)
+		o, at := t.outcomeOf(t.tenants.entry(uint32(i)), t.extra[uint32(i)])
 		counts[o]++
 		if !AtHead(o) {
-			failed = append(failed, tn)
+			failed = append(failed, uint32(i))
 		}
 		first, last = min(first, at), max(last, at)
 	}
-	sort.Strings(tenants)
-	sort.Strings(failed)
-	rep := &Report{RunID: t.runID, src: t, tenants: tenants, failed: []Result{}}
-	for _, tn := range failed {
-		r, err := t.merged(tn, t.byTenant[tn])
+	byName := func(a, b uint32) int { return strings.Compare(t.tenants.name(a), t.tenants.name(b)) }
+	slices.SortFunc(order, byName)
+	slices.SortFunc(failed, byName)
+	rep := &Report{RunID: t.runID, src: t, order: order, failed: []Result{}}
+	for _, i := range failed {
+		r, err := t.merged(i)
 		if err != nil {
-			r = Result{RunID: t.runID, Tenant: tn, Outcome: engine.OutcomeFailed, Error: String(err.Error())}
+			r = Result{RunID: t.runID, Tenant: t.tenants.name(i), Outcome: engine.OutcomeFailed, Error: String(err.Error())}
 		}
 		rep.failed = append(rep.failed, r)
 	}
-	total := t.total
-	if total < len(tenants) {
-		total = len(tenants)
-	}
+	total := max(t.total, n)
 	start := t.start
-	if start.IsZero() && len(tenants) > 0 {
+	if start.IsZero() && n > 0 {
 		start = fromNanos(first)
 	}
 	end := now
-	if total == len(tenants) && len(tenants) > 0 && last != math.MinInt64 {
+	if total == n && n > 0 && last != math.MinInt64 {
 		end = fromNanos(last)
 	}
-	rep.Summary = Summary{Total: total, Counts: counts, Pending: total - len(tenants)}
+	rep.Summary = Summary{Total: total, Counts: counts, Pending: total - n}
 	if !start.IsZero() && end.After(start) {
 		rep.Summary.DurationMs = end.Sub(start).Milliseconds()
 	}
 	return rep
 }
 
-// entryOf returns tenant's merged result (for Report.Each).
-func (t *Tracker) entryOf(tenant string) (Result, error) {
+// entryOf returns entry i's merged result (for Report.Each).
+func (t *Tracker) entryOf(i uint32) (Result, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	e, ok := t.byTenant[tenant]
-	if !ok {
-		return Result{}, fmt.Errorf("tenant %s: no result", tenant)
-	}
-	return t.merged(tenant, e)
+	return t.merged(i)
 }
 
-// entryJSON appends tenant's report entry to dst: for a tenant with one
+// entryJSON appends entry i's report entry to dst: for a tenant with one
 // spooled result, its bytes as spooled; otherwise its merged result, encoded.
-func (t *Tracker) entryJSON(tenant string, dst []byte) ([]byte, error) {
+func (t *Tracker) entryJSON(i uint32, dst []byte) ([]byte, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	e, ok := t.byTenant[tenant]
-	if !ok {
-		return dst, fmt.Errorf("tenant %s: no result", tenant)
-	}
-	if t.extra[tenant] == nil {
-		if b, ok, err := t.spool.raw(e.first(), dst); ok || err != nil {
+	if t.extra[i] == nil {
+		if b, ok, err := t.spool.raw(t.tenants.entry(i).first.ref(), dst); ok || err != nil {
 			return b, err
 		}
 	}
-	r, err := t.merged(tenant, e)
+	r, err := t.merged(i)
 	if err != nil {
 		return dst, err
 	}
@@ -501,7 +518,7 @@ func (s *spool) put(r Result) ref {
 		r.Applied = normalApplied(r.Applied)
 		data, err := appendEntry(s.enc[:0], &r)
 		s.enc = data
-		if err == nil && len(data) < math.MaxInt32 {
+		if err == nil && len(data) < refMaxLen && s.off+int64(len(data)) < 1<<refOffBits {
 			if _, err := s.w.Write(data); err == nil {
 				at := ref{off: s.off, n: int32(len(data))}
 				s.off += int64(len(data))
