@@ -2,6 +2,8 @@ package fleet
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -27,6 +29,20 @@ type FollowOptions struct {
 	TickEvery time.Duration
 	// Manifest skips reading the manifest (the caller sets the total).
 	NoManifest bool
+	// SkipPass skips the results marked with this pass id (PassHeader):
+	// the producer that made them has them already.
+	SkipPass string
+}
+
+// PassHeader marks the results a producer made itself (`current`,
+// `skipped`) with the id of its pass (producer.Options.PassID).
+const PassHeader = "Shoal-Pass"
+
+// NewPassID returns a new random pass id.
+func NewPassID() string {
+	var b [16]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }
 
 // Follow reads the results of runID from the results stream into t with a
@@ -73,6 +89,7 @@ func Follow(ctx context.Context, js jetstream.JetStream, names Names, runID stri
 
 	type item struct {
 		r       Result
+		skip    bool // SkipPass
 		pending uint64
 		err     error
 	}
@@ -107,7 +124,9 @@ func Follow(ctx context.Context, js jetstream.JetStream, names Names, runID stri
 				continue
 			}
 			var it item
-			if err := json.Unmarshal(msg.Data(), &it.r); err != nil {
+			if o.SkipPass != "" && msg.Headers().Get(PassHeader) == o.SkipPass {
+				it.skip = true
+			} else if err := json.Unmarshal(msg.Data(), &it.r); err != nil {
 				it.r = Result{}
 			}
 			if md, err := msg.Metadata(); err == nil {
@@ -142,7 +161,7 @@ func Follow(ctx context.Context, js jetstream.JetStream, names Names, runID stri
 				continue // transient (reconnect); the ordered consumer recovers
 			}
 			read++
-			if it.r.Tenant != "" && (o.Filter == nil || o.Filter(it.r)) {
+			if !it.skip && it.r.Tenant != "" && (o.Filter == nil || o.Filter(it.r)) {
 				t.Add(it.r)
 				if o.OnResult != nil {
 					o.OnResult(it.r)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/shoal-dev/shoal/fleet"
 	"github.com/shoal-dev/shoal/fleet/fleettest"
@@ -207,4 +208,44 @@ func TestFollowReaderEndsWithIt(t *testing.T) {
 		buf := make([]byte, 1<<20)
 		return !strings.Contains(string(buf[:runtime.Stack(buf, true)]), "fleet.Follow.func")
 	})
+}
+
+// TestFollowSkipsItsPass: the results a producer made itself are published
+// marked with its pass id; a follower given that id (the producer, which
+// has them already) reads past them, any other reader counts them.
+func TestFollowSkipsItsPass(t *testing.T) {
+	t.Parallel()
+	srv := fleettest.StartEmbedded(t, "", 0)
+	_, js := fleettest.Connect(t, srv.URL)
+	ctx := context.Background()
+	if _, _, err := fleet.Provision(ctx, js, fleet.Settings{}, fleet.DefaultNode); err != nil {
+		t.Fatal(err)
+	}
+	names := fleet.Names{}
+	pass := fleet.NewPassID()
+	if len(pass) != 32 || pass == fleet.NewPassID() {
+		t.Fatalf("pass id %q", pass)
+	}
+	for i, mark := range []string{pass, "", pass, "another pass"} {
+		msg := nats.NewMsg(names.ResultSubject("r"))
+		msg.Data = []byte(fmt.Sprintf(`{"run_id":"r","tenant":"t%d","outcome":"current"}`, i))
+		if mark != "" {
+			msg.Header.Set(fleet.PassHeader, mark)
+		}
+		if _, err := js.PublishMsg(ctx, msg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range []struct {
+		skip string
+		want int
+	}{{pass, 2}, {"", 4}} {
+		tr := fleet.NewTracker("r", time.Now())
+		if err := fleet.Follow(ctx, js, names, "r", tr, fleet.FollowOptions{SkipPass: c.skip}); err != nil {
+			t.Fatal(err)
+		}
+		if got := tr.Progress(time.Now()).Done; got != c.want || (c.skip != "" && (tr.Has("t0") || tr.Has("t2"))) {
+			t.Fatalf("SkipPass %q: %d results read, want %d", c.skip, got, c.want)
+		}
+	}
 }

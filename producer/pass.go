@@ -32,6 +32,14 @@ func ProducePass(ctx, followCtx context.Context, js jetstream.JetStream, o Optio
 			pass.Since = time.Now().Add(-d - 10*time.Minute)
 		}
 	}
+	if o.OnCurrent == nil {
+		// The producer's own results go straight into t; they are still
+		// published (for other readers), marked as this pass's, and the
+		// follower skips them: a re-check of a fleet at head holds no job
+		// id per tenant and reads nothing back into t.
+		o.OnCurrent, o.PassID = t.Add, fleet.NewPassID()
+		fo.SkipPass = o.PassID
+	}
 	prev := o.OnExpect
 	o.OnExpect = func(id string) {
 		pass.Expect(id)

@@ -138,6 +138,9 @@ func TestRecheckSameRunIDPublishesWhatFellBehind(t *testing.T) {
 // reported current by the producer itself) run twice with the same id, a
 // tenant falling behind in between: the second pass migrates it, lists
 // every tenant once, and the producer's current results carry its name.
+// The pass waits for the job ids of its jobs only: its own results go
+// straight into its tracker, and are still in the results stream for
+// other readers (`shoal results`).
 func TestRecheckTwiceReportsEveryTenant(t *testing.T) {
 	t.Parallel()
 	v := newPassEnv(t)
@@ -145,9 +148,19 @@ func TestRecheckTwiceReportsEveryTenant(t *testing.T) {
 	v.startWorker()
 	o := v.opts("nightly")
 	o.ReportAtHead = true
+	expected := 0
+	o.OnExpect = func(string) { expected++ }
 	st, rep := v.pass(o)
 	if st.Jobs != 0 || st.Current != 4 || rep.Summary.Total != 4 || rep.Summary.Counts["current"] != 4 || !rep.OK() {
 		t.Fatalf("first pass: %+v %+v", st, rep.Summary)
+	}
+	if expected != 0 {
+		t.Fatalf("the pass waited for %d job ids, want none (its results are its own)", expected)
+	}
+	other := fleet.NewTracker("nightly", time.Now())
+	if err := fleet.Follow(context.Background(), v.js, fleet.Names{}, "nightly", other, fleet.FollowOptions{}); err != nil ||
+		other.Progress(time.Now()).Done != 4 {
+		t.Fatalf("another reader of the run: %d tenants, %v", other.Progress(time.Now()).Done, err)
 	}
 	for _, r := range rep.Databases {
 		if r.Worker != "producer:test" || r.JobID == "" || r.To == nil || *r.To != fleettest.Head || r.Applied == nil {
@@ -156,8 +169,8 @@ func TestRecheckTwiceReportsEveryTenant(t *testing.T) {
 	}
 	v.fallBehind("t-002/app.db", 1)
 	st, rep = v.pass(o)
-	if st.Jobs != 1 || st.Published != 1 || st.Current != 3 {
-		t.Fatalf("second pass: %+v", st)
+	if st.Jobs != 1 || st.Published != 1 || st.Current != 3 || expected != 1 {
+		t.Fatalf("second pass: %+v, waited for %d job ids", st, expected)
 	}
 	if rep.Summary.Total != 4 || rep.Summary.Counts["migrated"] != 1 || rep.Summary.Counts["current"] != 3 || !rep.OK() {
 		t.Fatalf("second pass report %+v", rep.Summary)

@@ -73,6 +73,11 @@ type Options struct {
 	// (`shoal run`'s embedded one), a fleet at head then costs no message.
 	// OnExpect is not called for them.
 	OnCurrent func(fleet.Result)
+	// PassID, with OnCurrent, publishes those results too (others read
+	// them), marked with it in the fleet.PassHeader header: the caller that
+	// has them from OnCurrent skips them when it reads the run's results
+	// (FollowOptions.SkipPass), and holds no job id for them.
+	PassID string
 	// OnDone is called with the stats once everything is published, before
 	// Produce returns (and before ProducePass waits for the results).
 	OnDone func(*Stats)
@@ -376,16 +381,20 @@ func Produce(ctx context.Context, js jetstream.JetStream, o Options) (*Stats, er
 				it.current = &r
 			}
 		}
+		handed := false // to OnCurrent
 		if r := it.current; r != nil && o.OnCurrent != nil {
 			o.OnCurrent(*r)
-			if r.Outcome == fleet.OutcomeSkipped {
-				st.Halted++
-			} else {
-				st.Current++
+			handed = true
+			if o.PassID == "" {
+				if r.Outcome == fleet.OutcomeSkipped {
+					st.Halted++
+				} else {
+					st.Current++
+				}
+				continue
 			}
-			continue
 		}
-		if o.OnExpect != nil {
+		if o.OnExpect != nil && !handed {
 			if it.current != nil {
 				o.OnExpect(it.current.JobID)
 			} else {
@@ -398,6 +407,9 @@ func Produce(ctx context.Context, js jetstream.JetStream, o Options) (*Stats, er
 			msg := nats.NewMsg(resultSubject)
 			msg.Data = data
 			msg.Header.Set(jetstream.MsgIDHeader, "producer:"+r.JobID)
+			if handed {
+				msg.Header.Set(fleet.PassHeader, o.PassID)
+			}
 			skippedResult := r.Outcome == fleet.OutcomeSkipped
 			p = pendingPub{tenant: r.Tenant, msg: msg, onAck: func(bool) {
 				if skippedResult {
