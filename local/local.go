@@ -120,6 +120,8 @@ func Run(ctx context.Context, o Options) (*fleet.Report, error) {
 		// The embedded results stream is read by this run only: the DBs
 		// found at head go straight into the tracker, not through it.
 		OnCurrent: t.Add,
+		// A server started here is new: every result in it is this run's.
+		SolePass: o.Server == nil,
 	}, t, fleet.FollowOptions{TickEvery: every, Tick: func() {
 		if o.Progress != nil {
 			o.Progress(t)

@@ -20,17 +20,9 @@ import (
 // perr is the producer's error (nothing more is followed then), ferr an
 // error reading the results.
 func ProducePass(ctx, followCtx context.Context, js jetstream.JetStream, o Options, t *fleet.Tracker, fo fleet.FollowOptions) (st *Stats, perr, ferr error) {
-	pass := fleet.NewPass(t)
-	// Results older than the duplicate window (plus slack for clocks) cannot
-	// be of a job this pass finds already published.
-	jobs := o.Names.JobsStream
-	if jobs == "" {
-		jobs = fleet.DefaultJobsStream
-	}
-	if s, err := js.Stream(ctx, jobs); err == nil {
-		if d := s.CachedInfo().Config.Duplicates; d > 0 {
-			pass.Since = time.Now().Add(-d - 10*time.Minute)
-		}
+	var pass *fleet.Pass // nil: every result of the run id is this pass's (SolePass)
+	if !o.SolePass {
+		pass = newPass(ctx, js, o, t)
 	}
 	if o.OnCurrent == nil {
 		// The producer's own results go straight into t; they are still
@@ -40,11 +32,13 @@ func ProducePass(ctx, followCtx context.Context, js jetstream.JetStream, o Optio
 		o.OnCurrent, o.PassID = t.Add, fleet.NewPassID()
 		fo.SkipPass = o.PassID
 	}
-	prev := o.OnExpect
-	o.OnExpect = func(id string) {
-		pass.Expect(id)
-		if prev != nil {
-			prev(id)
+	if pass != nil {
+		prev := o.OnExpect
+		o.OnExpect = func(id string) {
+			pass.Expect(id)
+			if prev != nil {
+				prev(id)
+			}
 		}
 	}
 	ro := newRollout(ctx, js, o, t)
@@ -58,7 +52,10 @@ func ProducePass(ctx, followCtx context.Context, js jetstream.JetStream, o Optio
 		}
 		o.Halted = ro.reason
 	}
-	fo.Follow, fo.UntilComplete, fo.NoManifest, fo.Filter = true, true, true, pass.Offer
+	fo.Follow, fo.UntilComplete, fo.NoManifest, fo.Filter = true, true, true, nil
+	if pass != nil {
+		fo.Filter = pass.Offer
+	}
 	fctx, stop := context.WithCancel(followCtx)
 	defer stop()
 	done := make(chan error, 1)
@@ -80,7 +77,9 @@ func ProducePass(ctx, followCtx context.Context, js jetstream.JetStream, o Optio
 		<-done
 		return st, perr, nil
 	}
-	pass.Seal()
+	if pass != nil {
+		pass.Seal()
+	}
 	t.SetTotal(st.Expected())
 	if t.Complete() {
 		// Every result is in already (the producer's own, handed over
@@ -94,4 +93,21 @@ func ProducePass(ctx, followCtx context.Context, js jetstream.JetStream, o Optio
 	}
 	st.HaltReason = ro.reason()
 	return st, nil, ferr
+}
+
+// newPass is the pass that selects this pass's results into t.
+func newPass(ctx context.Context, js jetstream.JetStream, o Options, t *fleet.Tracker) *fleet.Pass {
+	pass := fleet.NewPass(t)
+	// Results older than the duplicate window (plus slack for clocks) cannot
+	// be of a job this pass finds already published.
+	jobs := o.Names.JobsStream
+	if jobs == "" {
+		jobs = fleet.DefaultJobsStream
+	}
+	if s, err := js.Stream(ctx, jobs); err == nil {
+		if d := s.CachedInfo().Config.Duplicates; d > 0 {
+			pass.Since = time.Now().Add(-d - 10*time.Minute)
+		}
+	}
+	return pass
 }

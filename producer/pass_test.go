@@ -2,6 +2,7 @@ package producer_test
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"sync"
@@ -324,5 +325,39 @@ func TestPassOfProducerResultsEndsAtOnce(t *testing.T) {
 	}
 	if st.Current != 6 || !tr.Complete() || tr.Report(time.Now()).Summary.Counts["current"] != 6 {
 		t.Fatalf("stats %+v, report %+v", st, tr.Report(time.Now()).Summary)
+	}
+}
+
+// TestSolePassCountsEveryResult: SolePass (`shoal run` on the embedded
+// server it started, where no earlier pass can have left results) keeps no
+// job id and counts every result of the run id; without it a result that
+// is no job of this pass's (here one left in the stream before it) is not
+// counted.
+func TestSolePassCountsEveryResult(t *testing.T) {
+	t.Parallel()
+	for _, sole := range []bool{false, true} {
+		v := newPassEnv(t)
+		fleettest.Fleet(t, v.e, v.root, 2, func(i int) int64 { return int64(i) + fleettest.Head - 1 }) // one behind, one at head
+		v.startWorker()
+		ghost := fleet.Result{RunID: "sole", JobID: "left-before", Tenant: "ghost/app.db", Outcome: engine.OutcomeCurrent, At: time.Now()}
+		data, _ := json.Marshal(ghost)
+		if _, err := v.js.Publish(context.Background(), fleet.Names{}.ResultSubject("sole"), data); err != nil {
+			t.Fatal(err)
+		}
+		tr := fleet.NewTracker("sole", time.Now())
+		o := v.opts("sole")
+		o.ReportAtHead, o.OnCurrent, o.SolePass = true, tr.Add, sole
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		st, perr, ferr := producer.ProducePass(ctx, ctx, v.js, o, tr, fleet.FollowOptions{TickEvery: 20 * time.Millisecond})
+		cancel()
+		if perr != nil || ferr != nil || st.Jobs != 1 || st.Current != 1 {
+			t.Fatalf("sole %v: %+v %v %v", sole, st, perr, ferr)
+		}
+		if tr.Has("ghost/app.db") != sole {
+			t.Fatalf("sole %v: the result left before the pass counted: %v", sole, tr.Has("ghost/app.db"))
+		}
+		if !sole && (!tr.Has("t-000/app.db") || !tr.Has("t-001/app.db")) {
+			t.Fatalf("the pass's own tenants: %+v", tr.Report(time.Now()).Summary)
+		}
 	}
 }

@@ -78,6 +78,11 @@ type Options struct {
 	// has them from OnCurrent skips them when it reads the run's results
 	// (FollowOptions.SkipPass), and holds no job id for them.
 	PassID string
+	// SolePass (ProducePass): the results stream holds no result of this
+	// run id but this pass's (`shoal run`'s embedded server, new for each
+	// run), so every result read is counted and no job id is kept for the
+	// pass (about 30 bytes a job).
+	SolePass bool
 	// OnDone is called with the stats once everything is published, before
 	// Produce returns (and before ProducePass waits for the results).
 	OnDone func(*Stats)
