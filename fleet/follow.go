@@ -29,8 +29,10 @@ type FollowOptions struct {
 	TickEvery time.Duration
 	// Manifest skips reading the manifest (the caller sets the total).
 	NoManifest bool
-	// SkipPass skips the results marked with this pass id (PassHeader):
-	// the producer that made them has them already.
+	// SkipPass, the id of the caller's pass, skips every result a
+	// producer made itself (marked with PassHeader): the caller has its
+	// own already, and another pass's are never this pass's (they are not
+	// even held as a job's early result: no job has them).
 	SkipPass string
 }
 
@@ -124,7 +126,7 @@ func Follow(ctx context.Context, js jetstream.JetStream, names Names, runID stri
 				continue
 			}
 			var it item
-			if o.SkipPass != "" && msg.Headers().Get(PassHeader) == o.SkipPass {
+			if o.SkipPass != "" && msg.Headers().Get(PassHeader) != "" {
 				it.skip = true
 			} else if err := json.Unmarshal(msg.Data(), &it.r); err != nil {
 				it.r = Result{}
