@@ -1,38 +1,20 @@
 package fleet
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
+
+	"github.com/shoal-dev/shoal/internal/outfile"
 )
 
 // WriteReport writes the report as indented JSON, atomically (temp file +
-// rename), so a reader never sees half a report. The databases are written
-// one at a time (Report.WriteJSON): a report of any size costs the memory
-// of one entry.
+// rename), so a reader never sees half a report; a symlink is followed, and
+// a device or pipe (/dev/null, /dev/stdout) is written in place, never
+// replaced (internal/outfile). The databases are written one at a time
+// (Report.WriteJSON): a report of any size costs the memory of one entry.
 func WriteReport(path string, rep *Report) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, ".shoal-report-*")
-	if err != nil {
-		return fmt.Errorf("cannot write report %s: %w", path, err)
-	}
-	defer os.Remove(f.Name())
-	w := bufio.NewWriterSize(f, 256<<10)
-	if err := rep.WriteJSON(w); err != nil {
-		f.Close()
-		return fmt.Errorf("cannot write report %s: %w", path, err)
-	}
-	if err := w.Flush(); err != nil {
-		f.Close()
-		return fmt.Errorf("cannot write report %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("cannot write report %s: %w", path, err)
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
+	if err := outfile.Write(path, 0o600, rep.WriteJSON); err != nil {
 		return fmt.Errorf("cannot write report %s: %w", path, err)
 	}
 	return nil

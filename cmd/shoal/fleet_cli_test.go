@@ -260,3 +260,58 @@ func TestConfinementCLI(t *testing.T) {
 		t.Fatal("victim changed")
 	}
 }
+
+// TestRunReportToAPipe: --report naming a FIFO or /dev/stdout (a pipe
+// here) writes the report into it and leaves it what it was: the report
+// was once written beside it and renamed over it, which turned
+// `--report /dev/null` into a regular file in /dev.
+func TestRunReportToAPipe(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	root := filepath.Join(dir, "tenants")
+	if o := shoal(t, dir, nil, "demo-fleet", "--root", root, "--tenants", "3"); o.code != 0 {
+		t.Fatalf("demo-fleet: %+v", o)
+	}
+	fifo := filepath.Join(dir, "report.fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan []byte)
+	go func() {
+		b, _ := os.ReadFile(fifo)
+		got <- b
+	}()
+	o := shoal(t, dir, nil, "--log-level", "error", "run", "--root", root, "--report", fifo)
+	if st, err := os.Lstat(fifo); err != nil || st.Mode()&os.ModeNamedPipe == 0 || o.code != 0 {
+		t.Fatalf("run: %+v; the FIFO is now %v (%v)", o, st.Mode(), err)
+	}
+	var rep fleet.Report
+	if err := json.Unmarshal(<-got, &rep); err != nil || rep.Summary.Total != 3 {
+		t.Fatalf("report read from the FIFO: %+v, %v", rep.Summary, err)
+	}
+	o = shoal(t, dir, nil, "--log-level", "error", "run", "--root", root, "--report", "/dev/stdout")
+	i := strings.Index(o.stdout, "{\n  \"run_id\"")
+	if o.code != 0 || i < 0 || json.NewDecoder(strings.NewReader(o.stdout[i:])).Decode(&rep) != nil || rep.Summary.Total != 3 {
+		t.Fatalf("run --report /dev/stdout: %+v", o)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 2 {
+		t.Fatalf("%d entries in %s, want the tree and the FIFO only", len(entries), dir)
+	}
+	// stdout redirected to a file: the report comes after the summary and
+	// before the line that says where it went, none written over another.
+	out, err := os.Create(filepath.Join(t.TempDir(), "out.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(shoalBin, "--log-level", "error", "run", "--root", root, "--report", "/dev/stdout")
+	cmd.Dir, cmd.Stdout = dir, out
+	if err := cmd.Run(); err != nil {
+		t.Fatal(err)
+	}
+	out.Close()
+	text := string(readFile(t, out.Name()))
+	sum, body, tail := strings.Index(text, "outcome  count"), strings.Index(text, "{\n  \"run_id\""), strings.Index(text, "report written to /dev/stdout")
+	if sum < 0 || body < sum || tail < body || json.NewDecoder(strings.NewReader(text[body:])).Decode(&rep) != nil || rep.Summary.Total != 3 {
+		t.Fatalf("stdout redirected to a file:\n%s", text)
+	}
+}

@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/shoal-dev/shoal/fleet"
+	"github.com/shoal-dev/shoal/internal/outfile"
 	"github.com/shoal-dev/shoal/tenants"
 	"github.com/urfave/cli/v2"
 )
@@ -363,8 +364,8 @@ func checkRoot(root string) error {
 }
 
 // checkReportPath makes sure --report can be written before any work
-// starts: its directory exists and takes a new file, and it is not a
-// directory itself.
+// starts: not a directory, its directory exists and takes a new file (or it
+// is a device or pipe that opens for writing).
 func checkReportPath(path string) error {
 	if path == "" {
 		return nil
@@ -372,16 +373,18 @@ func checkReportPath(path string) error {
 	if st, err := os.Stat(path); err == nil && st.IsDir() {
 		return failure(err, "--report %s is a directory: give a file name", path)
 	}
-	dir := filepath.Dir(path)
-	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
-		return failure(err, "--report %s: directory %s does not exist (create it, or write the report elsewhere)", path, dir)
+	if st, err := os.Stat(path); err != nil || st.Mode().IsRegular() {
+		dir := filepath.Dir(path)
+		if real, err := filepath.EvalSymlinks(path); err == nil {
+			dir = filepath.Dir(real)
+		}
+		if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+			return failure(err, "--report %s: directory %s does not exist (create it, or write the report elsewhere)", path, dir)
+		}
 	}
-	f, err := os.CreateTemp(dir, ".shoal-report-check-*")
-	if err != nil {
+	if err := outfile.Check(path); err != nil {
 		return failure(err, "--report %s cannot be written: %v", path, err)
 	}
-	f.Close()
-	os.Remove(f.Name())
 	return nil
 }
 

@@ -1,11 +1,13 @@
 package main
 
 import (
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 
 	"github.com/shoal-dev/shoal/engine"
+	"github.com/shoal-dev/shoal/internal/outfile"
 	"github.com/urfave/cli/v2"
 )
 
@@ -123,22 +125,11 @@ func schemaAction(c *cli.Context) error {
 	return nil
 }
 
-// writeFileAtomic writes path through a temporary file and a rename.
+// writeFileAtomic writes path through a temporary file and a rename (a
+// device or pipe in place: internal/outfile).
 func writeFileAtomic(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
+	return outfile.Write(path, 0o644, func(w io.Writer) error {
+		_, err := w.Write(data)
 		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+	})
 }
