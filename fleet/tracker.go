@@ -39,6 +39,7 @@ type Tracker struct {
 	codes    map[string]uint16
 	manifest *Manifest
 	total    int // known total (manifest), -1 unknown
+	estimate int // SetEstimate, while the total is unknown
 	counts   map[string]int
 	failed   int // tenants whose merged outcome is not at head
 	spool    spool
@@ -308,6 +309,15 @@ func (t *Tracker) SetTotal(n int) {
 	t.mu.Unlock()
 }
 
+// SetEstimate gives the progress a total while the real one is unknown
+// (a walk that only counted the tenants, ahead of the producer's): shown,
+// never used to decide that the run is complete.
+func (t *Tracker) SetEstimate(n int) {
+	t.mu.Lock()
+	t.estimate = n
+	t.mu.Unlock()
+}
+
 // Manifest returns the last manifest seen, if any.
 func (t *Tracker) Manifest() *Manifest {
 	t.mu.Lock()
@@ -321,8 +331,9 @@ func (t *Tracker) Manifest() *Manifest {
 
 // Progress is a snapshot for display.
 type Progress struct {
-	Done, Total int // Total -1: still walking
-	Failed      int // done but not at head
+	Done, Total int  // Total -1: still walking
+	Estimated   bool // Total is SetEstimate's, the walk still going
+	Failed      int  // done but not at head
 	Elapsed     time.Duration
 	Rate        float64 // tenants/s
 	ETA         time.Duration
@@ -333,6 +344,9 @@ func (t *Tracker) Progress(now time.Time) Progress {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	p := Progress{Done: t.tenants.n, Total: t.total, Failed: t.failed}
+	if p.Total < 0 && t.estimate > 0 {
+		p.Total, p.Estimated = max(t.estimate, p.Done), true
+	}
 	if !t.start.IsZero() {
 		p.Elapsed = now.Sub(t.start)
 	}

@@ -270,3 +270,22 @@ func validUTF8(r Result) Result {
 	back.At = r.At
 	return back
 }
+
+// TestTrackerEstimateIsShownNotCounted: an estimated total (a counting walk
+// ahead of a paced producer) shows in the progress, marked, and never
+// makes the run complete; the real total replaces it.
+func TestTrackerEstimateIsShownNotCounted(t *testing.T) {
+	tr := NewTracker("r", time.Time{})
+	tr.Add(Result{Tenant: "a", Outcome: "current"})
+	if p := tr.Progress(time.Now()); p.Total != -1 || p.Estimated {
+		t.Fatalf("no estimate: %+v", p)
+	}
+	tr.SetEstimate(1)
+	if p := tr.Progress(time.Now()); p.Total != 1 || !p.Estimated || tr.Complete() {
+		t.Fatalf("estimate 1, one result: %+v, complete %v", p, tr.Complete())
+	}
+	tr.SetTotal(2)
+	if p := tr.Progress(time.Now()); p.Total != 2 || p.Estimated || tr.Complete() {
+		t.Fatalf("total 2: %+v", p)
+	}
+}

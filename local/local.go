@@ -15,6 +15,7 @@ import (
 	"github.com/shoal-dev/shoal/fleet"
 	"github.com/shoal-dev/shoal/fleet/embedded"
 	"github.com/shoal-dev/shoal/producer"
+	"github.com/shoal-dev/shoal/tenants"
 	"github.com/shoal-dev/shoal/worker"
 	"go.uber.org/zap"
 )
@@ -117,6 +118,17 @@ func Run(ctx context.Context, o Options) (*fleet.Report, error) {
 	if every <= 0 {
 		every = time.Second
 	}
+	pace := newPacer(runAhead)
+	// The paced producer's walk ends only near the end of the run: a walk
+	// that only counts gives the progress its total meanwhile.
+	countCtx, stopCount := context.WithCancel(ctx)
+	defer stopCount()
+	go func() {
+		n := 0
+		if tenants.Walk(countCtx, o.Root, o.Pattern, func(string, string) error { n++; return nil }) == nil {
+			t.SetEstimate(n)
+		}
+	}()
 	st, err, ferr := producer.ProducePass(ctx, ctx, js, producer.Options{
 		Root: o.Root, Pattern: o.Pattern, RunID: o.RunID, Engine: o.Engine, Names: o.Settings.Names, Logger: log,
 		ReportAtHead: o.ReportAtHead && !o.Verify, Worker: "producer:shoal-run", Adopt: o.Adopt,
@@ -125,8 +137,9 @@ func Run(ctx context.Context, o Options) (*fleet.Report, error) {
 		// found at head go straight into the tracker, not through it.
 		OnCurrent: t.Add,
 		// A server started here is new: every result in it is this run's.
-		SolePass: o.Server == nil,
-	}, t, fleet.FollowOptions{TickEvery: every, Tick: func() {
+		SolePass:  o.Server == nil,
+		BeforeJob: pace.beforeJob,
+	}, t, fleet.FollowOptions{TickEvery: every, OnResult: pace.result, Tick: func() {
 		if o.Progress != nil {
 			o.Progress(t)
 		}
@@ -163,6 +176,9 @@ func (o *Options) withDefaults() *zap.Logger {
 	}
 	if o.RunID == "" {
 		o.RunID = fleet.NewRunID(time.Now())
+	}
+	if o.Pattern == "" {
+		o.Pattern = tenants.DefaultPattern
 	}
 	if o.Backoff <= 0 {
 		o.Backoff = time.Second

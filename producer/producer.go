@@ -83,6 +83,10 @@ type Options struct {
 	// run), so every result read is counted and no job id is kept for the
 	// pass (about 30 bytes a job).
 	SolePass bool
+	// BeforeJob, when set, is called before each job is published and may
+	// wait: `shoal run` keeps its producer a bounded number of jobs ahead
+	// of the results. An error stops the producer.
+	BeforeJob func(ctx context.Context) error
 	// OnDone is called with the stats once everything is published, before
 	// Produce returns (and before ProducePass waits for the results).
 	OnDone func(*Stats)
@@ -440,6 +444,13 @@ func Produce(ctx context.Context, js jetstream.JetStream, o Options) (*Stats, er
 					o.OnPublished(job, dup)
 				}
 			}}
+		}
+		if it.current == nil && o.BeforeJob != nil {
+			if err := o.BeforeJob(wctx); err != nil {
+				pubErr = err
+				cancel()
+				continue
+			}
 		}
 		if err := pub.add(wctx, p); err != nil {
 			pubErr = err

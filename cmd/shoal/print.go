@@ -199,7 +199,11 @@ func formatProgress(p fleet.Progress) string {
 		if p.Total > 0 {
 			pct = float64(p.Done) * 100 / float64(p.Total)
 		}
-		fmt.Fprintf(&b, "%d/%d done (%.0f%%)", p.Done, p.Total, pct)
+		about := ""
+		if p.Estimated {
+			about = "~" // counted ahead of the producer, still walking
+		}
+		fmt.Fprintf(&b, "%d/%s%d done (%.0f%%)", p.Done, about, p.Total, pct)
 	} else {
 		fmt.Fprintf(&b, "%d/? done (still scanning)", p.Done)
 	}
