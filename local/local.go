@@ -119,16 +119,19 @@ func Run(ctx context.Context, o Options) (*fleet.Report, error) {
 		every = time.Second
 	}
 	pace := newPacer(runAhead)
-	// The paced producer's walk ends only near the end of the run: a walk
-	// that only counts gives the progress its total meanwhile.
+	// A paced producer's walk ends only near the end of the run: once it
+	// is held, a walk that only counts gives the progress its total (a
+	// re-check at head, or a small fleet, is never held: no second walk).
 	countCtx, stopCount := context.WithCancel(ctx)
 	defer stopCount()
-	go func() {
-		n := 0
-		if tenants.Walk(countCtx, o.Root, o.Pattern, func(string, string) error { n++; return nil }) == nil {
-			t.SetEstimate(n)
-		}
-	}()
+	pace.firstWait = func() {
+		go func() {
+			n := 0
+			if tenants.Walk(countCtx, o.Root, o.Pattern, func(string, string) error { n++; return nil }) == nil {
+				t.SetEstimate(n)
+			}
+		}()
+	}
 	st, err, ferr := producer.ProducePass(ctx, ctx, js, producer.Options{
 		Root: o.Root, Pattern: o.Pattern, RunID: o.RunID, Engine: o.Engine, Names: o.Settings.Names, Logger: log,
 		ReportAtHead: o.ReportAtHead && !o.Verify, Worker: "producer:shoal-run", Adopt: o.Adopt,

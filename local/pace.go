@@ -19,7 +19,9 @@ var runAhead = 4096
 // yet reported. Every result read counts (a retried job's attempts too:
 // that only lets the producer on sooner). Safe for concurrent use.
 type pacer struct {
-	ahead int
+	ahead     int
+	firstWait func() // called once, the first time the producer is held
+	waited    sync.Once
 
 	mu                 sync.Mutex
 	published, results int
@@ -42,6 +44,9 @@ func (p *pacer) beforeJob(ctx context.Context) error {
 			return nil
 		}
 		p.mu.Unlock()
+		if p.firstWait != nil {
+			p.waited.Do(p.firstWait)
+		}
 		select {
 		case <-p.wake:
 		case <-ctx.Done():

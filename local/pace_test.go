@@ -17,6 +17,8 @@ import (
 // reported; a result lets one more go; the wait ends with its context.
 func TestPacerHoldsTheProducer(t *testing.T) {
 	p := newPacer(2)
+	held := 0
+	p.firstWait = func() { held++ }
 	ctx := context.Background()
 	for range 2 {
 		if err := p.beforeJob(ctx); err != nil {
@@ -34,13 +36,13 @@ func TestPacerHoldsTheProducer(t *testing.T) {
 	if err := <-third; err != nil {
 		t.Fatal(err)
 	}
-	if p.mostOutstanding() != 2 {
-		t.Fatalf("most outstanding %d, want 2", p.mostOutstanding())
+	if p.mostOutstanding() != 2 || held != 1 {
+		t.Fatalf("most outstanding %d, want 2; first wait told %d times, want 1", p.mostOutstanding(), held)
 	}
 	cctx, cancel := context.WithCancel(ctx)
 	cancel()
-	if err := p.beforeJob(cctx); !errors.Is(err, context.Canceled) {
-		t.Fatalf("waiting past its context: %v", err)
+	if err := p.beforeJob(cctx); !errors.Is(err, context.Canceled) || held != 1 {
+		t.Fatalf("waiting past its context: %v (first wait told %d times)", err, held)
 	}
 }
 
