@@ -63,6 +63,13 @@ func sqliteInUse(path string) (release func()) {
 // rawInUse reports whether the engine has SQLite connections open on path
 // (a raw descriptor of it must then be parked, not closed).
 func rawInUse(path string) bool {
+	_, ok := inUseKey(path)
+	return ok
+}
+
+// inUseKey returns path's key (fdKey) when the engine has SQLite
+// connections open on it.
+func inUseKey(path string) (string, bool) {
 	rawFDs.Lock()
 	none := len(rawFDs.inUse) == 0
 	rawFDs.Unlock()
@@ -70,29 +77,26 @@ func rawInUse(path string) bool {
 		// No connection open on any DB: the common case of a status or
 		// a re-check, spared fdKey's getcwd for a relative path (two
 		// stat calls per DB).
-		return false
+		return "", false
 	}
 	k := fdKey(path)
 	rawFDs.Lock()
 	defer rawFDs.Unlock()
-	return rawFDs.inUse[k] > 0
+	return k, rawFDs.inUse[k] > 0
 }
 
 // closeRaw closes a descriptor shoal opened on the DB file at path outside
 // SQLite, or parks it until the engine's SQLite connections to path are
 // closed.
 func closeRaw(path string, f *os.File) {
-	if !rawInUse(path) {
-		f.Close()
-		return
-	}
-	k := fdKey(path)
-	rawFDs.Lock()
-	if rawFDs.inUse[k] > 0 {
-		rawFDs.parked[k] = append(rawFDs.parked[k], f)
+	if k, ok := inUseKey(path); ok {
+		rawFDs.Lock()
+		if rawFDs.inUse[k] > 0 {
+			rawFDs.parked[k] = append(rawFDs.parked[k], f)
+			rawFDs.Unlock()
+			return
+		}
 		rawFDs.Unlock()
-		return
 	}
-	rawFDs.Unlock()
 	f.Close()
 }
