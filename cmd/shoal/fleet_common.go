@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"runtime/debug"
 	"strings"
 	"sync"
@@ -364,28 +363,23 @@ func checkRoot(root string) error {
 }
 
 // checkReportPath makes sure --report can be written before any work
-// starts: not a directory, its directory exists and takes a new file (or it
-// is a device or pipe that opens for writing).
+// starts (outfile.Check): not a directory, its directory exists and takes a
+// new file, or it is a device or pipe this process may write.
 func checkReportPath(path string) error {
 	if path == "" {
 		return nil
 	}
-	if st, err := os.Stat(path); err == nil && st.IsDir() {
+	var noDir *outfile.NoDirError
+	switch err := outfile.Check(path); {
+	case err == nil:
+		return nil
+	case errors.Is(err, outfile.ErrIsDir):
 		return failure(err, "--report %s is a directory: give a file name", path)
-	}
-	if st, err := os.Stat(path); err != nil || st.Mode().IsRegular() {
-		dir := filepath.Dir(path)
-		if real, err := filepath.EvalSymlinks(path); err == nil {
-			dir = filepath.Dir(real)
-		}
-		if st, err := os.Stat(dir); err != nil || !st.IsDir() {
-			return failure(err, "--report %s: directory %s does not exist (create it, or write the report elsewhere)", path, dir)
-		}
-	}
-	if err := outfile.Check(path); err != nil {
+	case errors.As(err, &noDir):
+		return failure(err, "--report %s: directory %s does not exist (create it, or write the report elsewhere)", path, noDir.Dir)
+	default:
 		return failure(err, "--report %s cannot be written: %v", path, err)
 	}
-	return nil
 }
 
 // warnIdleNode warns once on stderr when jobs of the node wait in the queue

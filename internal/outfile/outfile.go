@@ -11,6 +11,7 @@ package outfile
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -19,13 +20,21 @@ import (
 	"strings"
 )
 
+// ErrIsDir is the refusal of a path that is a directory.
+var ErrIsDir = errors.New("is a directory")
+
+// NoDirError is Check's refusal of a file whose directory does not exist.
+type NoDirError struct{ Dir string }
+
+func (e *NoDirError) Error() string { return "directory " + e.Dir + " does not exist" }
+
 // Write writes path with write, through a buffer. perm is the mode of a new
 // or replaced file.
 func Write(path string, perm os.FileMode, write func(w io.Writer) error) error {
 	if st, err := os.Stat(path); err == nil {
 		switch {
 		case st.IsDir():
-			return fmt.Errorf("%s is a directory", path)
+			return fmt.Errorf("%s: %w", path, ErrIsDir)
 		case !st.Mode().IsRegular() || special(path):
 			return writeInPlace(path, write)
 		}
@@ -59,7 +68,7 @@ func Check(path string) error {
 	if st, err := os.Stat(path); err == nil {
 		switch {
 		case st.IsDir():
-			return fmt.Errorf("%s is a directory", path)
+			return fmt.Errorf("%s: %w", path, ErrIsDir)
 		case !st.Mode().IsRegular():
 			// Not opened: opening and closing a FIFO would end its reader
 			// (end of file) before Write writes to it.
@@ -71,7 +80,7 @@ func Check(path string) error {
 	}
 	dir := filepath.Dir(path)
 	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
-		return fmt.Errorf("directory %s does not exist", dir)
+		return &NoDirError{Dir: dir}
 	}
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".check-*")
 	if err != nil {

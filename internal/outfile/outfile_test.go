@@ -1,6 +1,7 @@
 package outfile
 
 import (
+	"errors"
 	"io"
 	"os"
 	"path/filepath"
@@ -74,10 +75,11 @@ func TestWriteNeverReplacesWhatIsNotAFile(t *testing.T) {
 		t.Fatalf("%d entries in the directory, want 4 (no temporary file left)", len(entries))
 	}
 
-	if err := Write(dir, 0o600, text("x")); err == nil || Check(dir) == nil {
+	if err := Write(dir, 0o600, text("x")); err == nil || Check(dir) == nil || !errors.Is(err, ErrIsDir) || !errors.Is(Check(dir), ErrIsDir) {
 		t.Fatal("a directory was accepted")
 	}
-	if err := Check(filepath.Join(dir, "missing", "r.json")); err == nil {
-		t.Fatal("a file in a missing directory was accepted")
+	var noDir *NoDirError
+	if err := Check(filepath.Join(dir, "missing", "r.json")); err == nil || !errors.As(err, &noDir) || noDir.Dir != filepath.Join(dir, "missing") {
+		t.Fatalf("a file in a missing directory was accepted: %v", err)
 	}
 }
