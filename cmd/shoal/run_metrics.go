@@ -45,7 +45,7 @@ func runMetricsHandler(runID string, p *runProgress) http.Handler {
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help, ConstLabels: labels},
 			func() float64 { return f(p.now()) }))
 	}
-	gauge("shoal_run_tenants_total", "Tenants in the run; -1 while the producer is still walking the tree.",
+	gauge("shoal_run_tenants_total", "Tenants in the run: the producer's count, or while its paced walk goes on a count of the tree ahead of it; -1 while neither is known.",
 		func(pr fleet.Progress) float64 { return float64(pr.Total) })
 	gauge("shoal_run_tenants_done", "Tenants with a result in this run.",
 		func(pr fleet.Progress) float64 { return float64(pr.Done) })
