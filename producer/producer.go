@@ -344,8 +344,7 @@ func Produce(ctx context.Context, js jetstream.JetStream, o Options) (*Stats, er
 				}
 				// Behind, ahead, unmanaged, corrupt or unreadable: a
 				// worker reports it.
-				it := item{job: fleet.Job{RunID: o.RunID, JobID: JobID(o.RunID, c.tenant, state), Tenant: c.tenant, Path: c.path,
-					Target: head, RequestedAt: time.Now().UTC(), Priority: priority, MaxFailures: int64(max(o.MaxFailures, 0)), Adopt: o.Adopt}}
+				var it item
 				if atHead && o.ReportAtHead {
 					if dry != nil && !verified {
 						// Version said head without the fingerprint
@@ -362,6 +361,12 @@ func Produce(ctx context.Context, js jetstream.JetStream, o Options) (*Stats, er
 							DurationMs: time.Since(t0).Milliseconds(), At: time.Now().UTC()}
 						it.current = &r
 					}
+				}
+				if it.current == nil {
+					// A job (its id hashed only for a job: a DB reported
+					// current needs none).
+					it.job = fleet.Job{RunID: o.RunID, JobID: JobID(o.RunID, c.tenant, state), Tenant: c.tenant, Path: c.path,
+						Target: head, RequestedAt: time.Now().UTC(), Priority: priority, MaxFailures: int64(max(o.MaxFailures, 0)), Adopt: o.Adopt}
 				}
 				select {
 				case items <- it:
